@@ -1,0 +1,10 @@
+"""Tributary: event-driven data ingestion on Google Cloud (shared library behind every function)."""
+
+import logging as _logging
+import os as _os
+
+
+def setup_logging() -> None:
+    """One log format for every function (level from ``TRIBUTARY_LOG_LEVEL``, default INFO)."""
+    level = _os.environ.get("TRIBUTARY_LOG_LEVEL", "INFO").upper()
+    _logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")

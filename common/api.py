@@ -1,0 +1,247 @@
+"""The public HTTP API: submit and poll jobs, list sources.
+
+Every bad request answers 4xx with ``{"error": {"code", "message", "field"}}`` and creates nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+
+from common.errors import BadParams
+from common.jobs import Job, JobStatus, job_id_for
+
+log = logging.getLogger("tributary.api")
+
+MAX_BODY = 64 * 1024
+MAX_LIMIT = 500
+
+
+class ApiError(Exception):
+    """An answer other than success: status, machine code, readable message, the field at fault."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+    def body(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field:
+            err["field"] = self.field
+        return {"error": err}
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(min_length=1, max_length=64)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+Response = tuple[dict[str, Any] | list[Any], int, dict[str, str]]
+
+ROUTES = Map(
+    [
+        Rule("/v1/jobs", methods=["POST"], endpoint="submit_job"),
+        Rule("/v1/jobs", methods=["GET"], endpoint="list_jobs"),
+        Rule("/v1/jobs/<job_id>", methods=["GET"], endpoint="get_job"),
+        Rule("/v1/sources", methods=["GET"], endpoint="list_sources"),
+        Rule("/healthz", methods=["GET"], endpoint="health"),
+    ],
+    strict_slashes=False,
+)
+
+
+def handle(method: str, path: str, *, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
+    """Route one request. Answers (json, status, headers); never raises."""
+    try:
+        endpoint, args = ROUTES.bind("api").match(path, method=method)
+        handler = HANDLERS[endpoint]
+        return handler(query=query, headers=headers, body=body, **args)
+    except ApiError as exc:
+        return exc.body(), exc.status, {}
+    except MethodNotAllowed as exc:
+        return (
+            ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}").body(),
+            405,
+            {"Allow": ", ".join(exc.valid_methods or [])},
+        )
+    except NotFound:
+        return ApiError(404, "not_found", f"no route {method} {path}").body(), 404, {}
+    except HTTPException as exc:
+        code = exc.code or 400
+        return ApiError(code, "bad_request", exc.description or "bad request").body(), code, {}
+
+
+def _json_body(body: bytes, headers: dict[str, str]) -> Any:
+    import orjson
+
+    if len(body) > MAX_BODY:
+        raise ApiError(413, "body_too_large", f"request body is {len(body):,} bytes; the limit is {MAX_BODY:,}")
+    ctype = headers.get("content-type", "application/json")
+    if "json" not in ctype:
+        raise ApiError(415, "unsupported_media_type", f"Content-Type must be application/json, not {ctype!r}")
+    if not body.strip():
+        raise ApiError(400, "invalid_json", "request body is empty; expected a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from exc
+
+
+def _validation(exc: ValidationError) -> ApiError:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "body"
+    return ApiError(400, "invalid_request", f"{where}: {err['msg']}", field=where)
+
+
+def _source(name: str, field: str = "source") -> Any:
+    from common.sources import get_source
+
+    try:
+        return get_source(name)
+    except KeyError as exc:
+        raise ApiError(400, "unknown_source", str(exc.args[0]), field=field) from None
+
+
+def submit(
+    source_name: str,
+    raw_params: dict[str, Any],
+    *,
+    idempotency_key: str | None = None,
+    trigger: str = "api",
+    batch_id: str | None = None,
+    now: datetime | None = None,
+) -> tuple[Job, bool]:
+    """Create (or find) the job for these params, write it ``queued``, then enqueue its task.
+
+    The job is written before the task, so a GET straight after finds it; a job found ``queued``
+    is enqueued again (the task name makes that a no-op when the first enqueue went through).
+
+    Raises:
+        ApiError: unknown source or invalid params (400), or Cloud Tasks refused the task (503).
+    """
+    from common.queue import TaskPayload, enqueue
+    from common.store import create_job
+
+    source = _source(source_name)
+    try:
+        params = source.validate_params(raw_params)
+    except BadParams as exc:
+        raise ApiError(400, "invalid_params", exc.message, field=exc.field) from None
+    now = now or datetime.now(UTC)
+    job_id = job_id_for(source.name, source.dedup_params(params, now), idempotency_key)
+    stored_params = params.model_dump(mode="json", exclude_none=True)
+    job, created = create_job(
+        Job(job_id=job_id, source=source.name, params=stored_params, trigger=trigger, batch_id=batch_id)
+    )
+    if job.status is JobStatus.queued:
+        try:
+            enqueue(TaskPayload(job_id=job_id, source=source.name, params=job.params), source)
+        except Exception as exc:  # the job stays queued; a retried POST enqueues it again
+            log.exception("enqueue of %s failed", job_id)
+            raise ApiError(
+                503,
+                "queue_unavailable",
+                f"job {job_id} is saved but could not be queued yet: {exc}; submit it again to retry",
+            ) from exc
+    return job, created
+
+
+def submit_job(*, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
+    data = _json_body(body, headers)
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_request", "request body must be a JSON object", field="body")
+    try:
+        req = JobRequest.model_validate(data)
+    except ValidationError as exc:
+        raise _validation(exc) from None
+    key = headers.get("idempotency-key")
+    if key is not None and not (1 <= len(key) <= 255):
+        raise ApiError(400, "invalid_header", "Idempotency-Key must be 1 to 255 characters", field="Idempotency-Key")
+    job, created = submit(req.source, req.params, idempotency_key=key)
+    extra = {"Location": f"/v1/jobs/{job.job_id}"}
+    if not created:
+        extra["Idempotent-Replayed"] = "true"
+    return job.public(), 202, extra
+
+
+def get_job(*, job_id: str, **_: Any) -> Response:
+    from common.store import get_job as load
+
+    if len(job_id) > 200:
+        raise ApiError(400, "invalid_job_id", "job_id is too long", field="job_id")
+    job = load(job_id)
+    if job is None:
+        raise ApiError(404, "job_not_found", f"no job {job_id!r}", field="job_id")
+    return job.public(), 200, {}
+
+
+def list_jobs(*, query: dict[str, str], **_: Any) -> Response:
+    from common.store import list_jobs as load
+
+    unknown = set(query) - {"source", "status", "limit", "batch_id"}
+    if unknown:
+        name = sorted(unknown)[0]
+        raise ApiError(400, "unknown_parameter", f"unknown query parameter {name!r}", field=name)
+    source = query.get("source")
+    if source is not None:
+        _source(source)
+    status = query.get("status")
+    if status is not None and status not in JobStatus.__members__:
+        raise ApiError(400, "invalid_status", f"status must be one of {', '.join(JobStatus)}", field="status")
+    raw_limit = query.get("limit", "50")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise ApiError(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_LIMIT}", field="limit")
+    jobs = load(source=source, status=status, batch_id=query.get("batch_id"), limit=int(raw_limit))
+    return {"jobs": [j.public() for j in jobs]}, 200, {}
+
+
+def describe_sources() -> list[dict[str, Any]]:
+    """Every source with its schedule, queue, params schema and recorded state."""
+    from dataclasses import asdict
+
+    from common.sources import SOURCES
+    from common.store import source_states
+
+    states = source_states()
+    out = []
+    for s in SOURCES:
+        state = states.get(s.name, {})
+        out.append(
+            {
+                "name": s.name,
+                "description": s.description,
+                "schedule": asdict(s.schedule),
+                "queue": asdict(s.queue),
+                "secrets": list(s.secrets),
+                "streams": sorted(s.schemas),
+                "params_schema": s.params_model.model_json_schema(),
+                "last_status": state.get("last_status"),
+                "last_success_at": state.get("last_success_at"),
+                "last_job_id": state.get("last_job_id"),
+                "watermark": state.get("watermark"),
+            }
+        )
+    return out
+
+
+def list_sources(**_: Any) -> Response:
+    return {"sources": describe_sources()}, 200, {}
+
+
+def health(**_: Any) -> Response:
+    return {"ok": True}, 200, {}
+
+
+HANDLERS = {
+    "submit_job": submit_job,
+    "list_jobs": list_jobs,
+    "get_job": get_job,
+    "list_sources": list_sources,
+    "health": health,
+}

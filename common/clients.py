@@ -1,0 +1,126 @@
+"""Lazily created, cached Google Cloud clients: the only module that imports them.
+
+Each accessor imports its client library on first call, so a function that never publishes never
+pays for importing Pub/Sub (about 0.5 s of cold start). With an emulator host configured, the
+client talks to it over an insecure channel: ``CloudTasksClient(client_options=...)`` would open
+TLS and fail against a local server (see docs/google-quirks.md).
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from common.settings import settings
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from google.cloud import firestore as _firestore
+    from google.cloud import pubsub_v1, scheduler_v1, tasks_v2
+
+_lock = threading.Lock()
+
+
+def _anonymous() -> Any:
+    from google.auth.credentials import AnonymousCredentials
+
+    return AnonymousCredentials()
+
+
+@lru_cache(maxsize=1)
+def firestore() -> _firestore.Client:
+    """The Firestore client (the emulator when ``FIRESTORE_EMULATOR_HOST`` is set)."""
+    with _lock:
+        from google.cloud import firestore as fs
+
+        s = settings()
+        if s.firestore_emulator_host:
+            import os
+
+            # The Firestore client reads the emulator host from the environment only.
+            os.environ.setdefault("FIRESTORE_EMULATOR_HOST", s.firestore_emulator_host)
+            return fs.Client(project=s.project, credentials=_anonymous())
+        return fs.Client(project=s.project)
+
+
+@lru_cache(maxsize=1)
+def publisher() -> pubsub_v1.PublisherClient:
+    """The Pub/Sub publisher (the emulator when ``PUBSUB_EMULATOR_HOST`` is set)."""
+    with _lock:
+        from google.cloud import pubsub_v1
+
+        s = settings()
+        if s.pubsub_emulator_host:
+            import os
+
+            os.environ.setdefault("PUBSUB_EMULATOR_HOST", s.pubsub_emulator_host)
+        return pubsub_v1.PublisherClient()
+
+
+@lru_cache(maxsize=1)
+def subscriber() -> pubsub_v1.SubscriberClient:
+    """The Pub/Sub subscriber, for admin work (subscriptions, dead letters)."""
+    with _lock:
+        from google.cloud import pubsub_v1
+
+        s = settings()
+        if s.pubsub_emulator_host:
+            import os
+
+            os.environ.setdefault("PUBSUB_EMULATOR_HOST", s.pubsub_emulator_host)
+        return pubsub_v1.SubscriberClient()
+
+
+def tasks_client_for(host: str | None) -> tasks_v2.CloudTasksClient:
+    """A Cloud Tasks client; with ``host`` ("127.0.0.1:PORT") it talks plaintext gRPC to an emulator."""
+    from google.cloud import tasks_v2
+
+    if not host:
+        return tasks_v2.CloudTasksClient()
+    import grpc
+    from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
+
+    channel = grpc.insecure_channel(host)
+    return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+
+
+def scheduler_client_for(host: str | None) -> scheduler_v1.CloudSchedulerClient:
+    """A Cloud Scheduler client; with ``host`` it talks plaintext gRPC to an emulator."""
+    from google.cloud import scheduler_v1
+
+    if not host:
+        return scheduler_v1.CloudSchedulerClient()
+    import grpc
+    from google.cloud.scheduler_v1.services.cloud_scheduler.transports import CloudSchedulerGrpcTransport
+
+    channel = grpc.insecure_channel(host)
+    return scheduler_v1.CloudSchedulerClient(transport=CloudSchedulerGrpcTransport(channel=channel))
+
+
+@lru_cache(maxsize=1)
+def tasks() -> tasks_v2.CloudTasksClient:
+    """The Cloud Tasks client (the project's emulator when ``CLOUD_TASKS_EMULATOR_HOST`` is set)."""
+    with _lock:
+        return tasks_client_for(settings().tasks_emulator_host)
+
+
+@lru_cache(maxsize=1)
+def scheduler() -> scheduler_v1.CloudSchedulerClient:
+    """The Cloud Scheduler client (the project's emulator when ``CLOUD_SCHEDULER_EMULATOR_HOST`` is set)."""
+    with _lock:
+        return scheduler_client_for(settings().scheduler_emulator_host)
+
+
+@lru_cache(maxsize=1)
+def storage() -> Any:
+    """The Cloud Storage client, for gs:// outputs."""
+    with _lock:
+        from google.cloud import storage as gcs
+
+        return gcs.Client(project=settings().project)
+
+
+def reset_clients() -> None:
+    """Drop every cached client (tests point them at fresh emulators)."""
+    for fn in (firestore, publisher, subscriber, tasks, scheduler, storage):
+        fn.cache_clear()

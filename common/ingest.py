@@ -1,0 +1,232 @@
+"""Running an ingest task: plan → fetch → verify → parse → write raw + normalized → publish the outcome.
+
+The first task of a job plans it. A one-part plan runs at once; a larger one fans out one task per
+part, and each part reports its result in a ``progress`` event (the status function finishes the job
+when all parts have reported). Outputs have deterministic names, so a retry overwrites, never adds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from common.errors import ConfigError, IngestError, PermanentError, SkippableRecord, TransientError
+from common.events import Event, EventData, EventType, PartProgress
+from common.http import Http
+from common.outputs import OutputStore, output_store
+from common.publish import publish
+from common.queue import TaskPayload, enqueue
+from common.sources import get_source
+from common.sources.base import Context, Part, Source
+
+log = logging.getLogger("tributary.ingest")
+
+#: Rows buffered before a batch of dict records is written (bounds memory for record-yielding parsers).
+ROWS_PER_BATCH = 10_000
+
+
+@dataclass
+class Delivery:
+    """What Cloud Tasks told us about this delivery (from the ``X-CloudTasks-*`` headers)."""
+
+    attempt: int = 1
+    max_attempts: int = 1
+    task_name: str = ""
+
+    @property
+    def final(self) -> bool:
+        return self.max_attempts > 0 and self.attempt >= self.max_attempts
+
+
+@dataclass
+class PartResult:
+    records: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    outputs: list[str] = field(default_factory=list)
+    watermark: str | None = None
+
+
+@dataclass
+class TaskOutcome:
+    """How the transport should answer: ``retry`` means "answer non-2xx so Cloud Tasks retries"."""
+
+    retry: bool = False
+    retry_after: float | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+def run_task(payload: TaskPayload, delivery: Delivery, *, store: OutputStore | None = None) -> TaskOutcome:
+    """Run one delivery of an ingest task and publish what happened. Never raises for ingestion errors."""
+    source = get_source(payload.source)
+    data = EventData(job_id=payload.job_id, source=source.name, attempt=delivery.attempt)
+    try:
+        secrets = load_secrets(source)
+        params = source.validate_params(payload.params)
+        with Http(rate=source.http_rate, name=source.name) as http, tempfile.TemporaryDirectory(prefix="trib-") as tmp:
+            ctx = Context(
+                http=http,
+                base_url=source.base_url(),
+                workdir=Path(tmp),
+                state=_state(source.name),
+                now=datetime.now(UTC),
+                secrets=secrets,
+            )
+            if payload.part is not None:
+                result = run_part(source, payload.part, ctx, store or output_store())
+                _emit(EventType.progress, data, result, part=payload.part, seq=payload.part.key)
+                return TaskOutcome(body={"part": payload.part.key, "records": result.records})
+            parts = source.plan(params, ctx)
+            if not parts:
+                raise PermanentError("the plan has no parts: nothing to ingest for these params")
+            total = len(parts)
+            publish(Event.make(EventType.started, data.model_copy(update={"progress": _progress(0, total)})))
+            if total == 1:
+                result = run_part(source, parts[0], ctx, store or output_store())
+                _emit(EventType.succeeded, data, result)
+                return TaskOutcome(body={"job_id": payload.job_id, "records": result.records})
+            for part in parts:
+                enqueue(
+                    TaskPayload(job_id=payload.job_id, source=source.name, params=payload.params, part=part), source
+                )
+            return TaskOutcome(body={"job_id": payload.job_id, "parts": total})
+    except TransientError as exc:
+        return _transient(exc, data, delivery)
+    except IngestError as exc:
+        log.warning("job %s failed permanently: %s", payload.job_id, exc.message)
+        publish(Event.make(EventType.failed, data.model_copy(update={"error": exc.to_dict()})))
+        return TaskOutcome(body={"job_id": payload.job_id, "error": exc.to_dict()})
+    except Exception as exc:  # a bug or an unclassified failure: retry within max_attempts, never forever
+        log.exception("job %s: unexpected error", payload.job_id)
+        return _transient(TransientError(f"internal error: {type(exc).__name__}: {exc}"), data, delivery)
+
+
+def _transient(exc: TransientError, data: EventData, delivery: Delivery) -> TaskOutcome:
+    if delivery.final:
+        error = {
+            "kind": "transient",
+            "type": type(exc).__name__,
+            "message": f"gave up after {delivery.attempt} attempts: {exc.message}",
+        }
+        publish(Event.make(EventType.failed, data.model_copy(update={"error": error})))
+        return TaskOutcome(body={"job_id": data.job_id, "error": error})
+    log.info("job %s attempt %d: transient: %s", data.job_id, delivery.attempt, exc.message)
+    with contextlib.suppress(TransientError):  # the retry is what matters; the event is informational
+        publish(Event.make(EventType.retrying, data.model_copy(update={"error": exc.to_dict()})))
+    return TaskOutcome(retry=True, retry_after=exc.retry_after, body={"job_id": data.job_id, "error": exc.to_dict()})
+
+
+def _emit(etype: EventType, data: EventData, result: PartResult, *, part: Part | None = None, seq: str = "0") -> None:
+    update: dict[str, Any] = {
+        "records": result.records,
+        "bytes": result.bytes,
+        "outputs": result.outputs,
+        "watermark": result.watermark,
+    }
+    if part is not None:
+        update.update(part=part.key, progress=_progress(1, part.total))
+    publish(Event.make(etype, data.model_copy(update=update), seq=seq))
+
+
+def _progress(done: int, total: int) -> PartProgress:
+    return PartProgress(done=done, total=total)
+
+
+def run_part(source: Source, part: Part, ctx: Context, store: OutputStore) -> PartResult:
+    """Fetch, store raw, parse, store normalized (Parquet) with its schema. Deterministic object names.
+
+    Raises:
+        IngestError: from fetch or parse.
+    """
+    raw = source.fetch(part, ctx)
+    base = "/".join(x for x in (source.name, part.stream, part.partition) if x)
+    outputs = [store.put_file(raw.path, f"raw/{base}/{raw.name}", raw.content_type)]
+    columns = source.schemas[part.stream]
+    parquet = ctx.workdir / f"{part.key}.parquet"
+    with raw.open() as stream:
+        records, skipped = write_parquet(source.parse(stream, part), columns, parquet)
+    outputs.append(store.put_file(parquet, f"normalized/{base}/{part.key}.parquet", "application/vnd.apache.parquet"))
+    schema_name = f"normalized/{source.name}/{part.stream}/schema.json"
+    schema = orjson.dumps([c.bigquery() for c in columns], option=orjson.OPT_INDENT_2)
+    outputs.append(store.put_bytes(schema, schema_name, "application/json"))
+    if skipped:
+        log.warning("%s %s: skipped %d malformed records", source.name, part.key, skipped)
+    return PartResult(
+        records=records, bytes=raw.size, skipped=skipped, outputs=outputs, watermark=source.watermark(part, records)
+    )
+
+
+def write_parquet(items: Iterable[Any], columns: Any, path: Path) -> tuple[int, int]:
+    """Write parsed items (dicts, Arrow batches or ``SkippableRecord``s) to one Parquet file.
+
+    Returns ``(records, skipped)``. Memory stays bounded: batches are written as they come.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from common.schema import arrow_schema
+
+    schema = arrow_schema(columns)
+    records = skipped = 0
+    pending: list[dict[str, Any]] = []
+    with pq.ParquetWriter(path, schema, compression="snappy") as writer:
+
+        def flush() -> None:
+            nonlocal records
+            if pending:
+                writer.write_batch(pa.RecordBatch.from_pylist(pending, schema=schema))
+                records += len(pending)
+                pending.clear()
+
+        try:
+            for item in items:
+                if isinstance(item, dict):
+                    pending.append(item)
+                    if len(pending) >= ROWS_PER_BATCH:
+                        flush()
+                elif isinstance(item, SkippableRecord):
+                    skipped += 1
+                else:
+                    batch = item if item.schema.equals(schema) else item.cast(schema)
+                    writer.write_batch(batch)
+                    records += batch.num_rows
+            flush()
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise PermanentError(f"records do not match the declared schema: {exc}") from exc
+    return records, skipped
+
+
+def load_secrets(source: Source) -> dict[str, str]:
+    """Every secret the source declares, before any work starts.
+
+    Raises:
+        ConfigError: naming the first missing secret.
+    """
+    if not source.secrets:
+        return {}
+    from common.secrets import get_secret
+
+    out = {}
+    for name in source.secrets:
+        value = get_secret(name)
+        if not value:
+            raise ConfigError(
+                f"secret {name} is not set (needed by source {source.name}); "
+                f"set it with `tributary secrets set {name} VALUE`"
+            )
+        out[name] = value
+    return out
+
+
+def _state(name: str) -> Any:
+    from common.store import source_state
+
+    return source_state(name)

@@ -1,0 +1,122 @@
+"""The job model and its state machine: ``queued → running → succeeded | failed``, monotonic, terminal final."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, Field
+
+from common.events import Event, EventType
+
+
+class JobStatus(StrEnum):
+    """Where a job is. ``succeeded`` and ``failed`` are terminal: nothing moves a job out of them."""
+
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.succeeded, JobStatus.failed)
+
+
+class JobError(BaseModel):
+    """Why a job (or its last attempt) failed."""
+
+    kind: str
+    type: str = "IngestError"
+    message: str
+
+
+class Progress(BaseModel):
+    """Parts done out of parts planned, for jobs split into several parts."""
+
+    done: int = 0
+    total: int = 0
+
+
+class Job(BaseModel):
+    """One ingestion of one source over one window (params). Stored at ``jobs/{job_id}``."""
+
+    job_id: str
+    source: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    status: JobStatus = JobStatus.queued
+    attempt: int = 0
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    records: int = 0
+    bytes: int = 0
+    outputs: list[str] = Field(default_factory=list)
+    error: JobError | None = None
+    progress: Progress | None = None
+    batch_id: str | None = None
+    trigger: str = "api"
+
+    def public(self) -> dict[str, Any]:
+        """The JSON the API answers with."""
+        return self.model_dump(mode="json")
+
+
+def canonical_json(value: Any) -> bytes:
+    """Key-sorted compact JSON, so equal params always hash the same."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def job_id_for(source: str, params: dict[str, Any], idempotency_key: str | None = None) -> str:
+    """The deterministic id of a job: the same source and params (or key) always give the same id.
+
+    The id is also a valid Cloud Tasks task id (``[A-Za-z0-9_-]``), so the task is deduplicated too.
+    """
+    basis = idempotency_key if idempotency_key else canonical_json(params).decode()
+    digest = hashlib.sha256(f"{source}\x00{basis}".encode()).hexdigest()[:24]
+    return f"{source}-{digest}"
+
+
+def apply_event(job: Job, event: Event) -> Job | None:
+    """The job after ``event``, or None when the event changes nothing (stale, duplicate or late).
+
+    Rules, which make delivery order irrelevant to the outcome:
+    - a terminal job never changes (the first terminal event wins);
+    - ``started``, ``progress`` and ``retrying`` move a queued job to running and never go back;
+    - counters only grow: ``attempt`` and ``progress.done`` take the maximum seen.
+    """
+    if job.status.terminal:
+        return None
+    data = event.data
+    new = job.model_copy(deep=True)
+    new.attempt = max(job.attempt, data.attempt)
+    new.updated_at = event.time
+    match event.type:
+        case EventType.started | EventType.progress | EventType.retrying:
+            new.status = JobStatus.running
+            if new.started_at is None:
+                new.started_at = event.time
+            if data.progress is not None:
+                done = max(data.progress.done, job.progress.done if job.progress else 0)
+                total = max(data.progress.total, job.progress.total if job.progress else 0)
+                new.progress = Progress(done=done, total=total)
+            if event.type is EventType.retrying and data.error is not None:
+                new.error = JobError(**data.error)
+        case EventType.succeeded:
+            new.status = JobStatus.succeeded
+            new.records, new.bytes, new.outputs = data.records, data.bytes, list(data.outputs)
+            new.error = None
+            if new.progress is not None:
+                new.progress.done = new.progress.total
+        case EventType.failed:
+            new.status = JobStatus.failed
+            new.error = JobError(**(data.error or {"kind": "permanent", "message": "failed"}))
+    if new.started_at is None and new.status is not JobStatus.queued:
+        new.started_at = event.time
+    if new.status.terminal:
+        new.finished_at = event.time
+    return None if new == job else new

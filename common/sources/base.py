@@ -1,0 +1,209 @@
+"""The source contract: what a connector declares (name, schedule, queue, secrets, params, schema) and does.
+
+A source is one module in ``common/sources/`` with one subclass of :class:`Source`. The runner
+(``common.ingest``) calls ``plan`` once per job, then ``fetch`` and ``parse`` once per part::
+
+    plan(params, ctx)   -> [Part, ...]          each part finishes well inside the 30-min dispatch deadline
+    fetch(part, ctx)    -> Raw                  download (and verify) to a local file; no parsing
+    parse(stream, part) -> Iterator[record]     pure: bytes in, dicts (or Arrow record batches) out
+
+``parse`` never touches the network or the clock, so it is tested on recorded payloads alone.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
+    from common.http import Http
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When the scheduler triggers the source: a 5-field cron evaluated in ``time_zone``."""
+
+    cron: str
+    time_zone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """The source's Cloud Tasks queue settings, matched to the upstream API's published limits."""
+
+    max_dispatches_per_second: float = 1.0
+    max_concurrent_dispatches: int = 2
+    max_attempts: int = 5
+    min_backoff: float = 10.0
+    max_backoff: float = 600.0
+    max_doublings: int = 4
+    #: How long one part may run before Cloud Tasks gives up on it (15 s to 30 min).
+    dispatch_deadline: float = 900.0
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a source's output schema, in BigQuery terms."""
+
+    name: str
+    type: str  # STRING, INT64, FLOAT64, BOOL, DATE, TIMESTAMP
+    mode: str = "NULLABLE"
+    description: str = ""
+
+    def bigquery(self) -> dict[str, str]:
+        return {"name": self.name, "type": self.type, "mode": self.mode, "description": self.description}
+
+
+class Params(BaseModel):
+    """Base of every source's params model: unknown fields are rejected, so typos fail loudly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Part(BaseModel):
+    """One unit of work of a job. ``key`` is deterministic and names the part's outputs and task."""
+
+    key: str
+    index: int = 0
+    total: int = 1
+    params: dict[str, Any] = {}
+    #: The stream (dataset) this part writes, for sources with several (GDELT: events, mentions, gkg).
+    stream: str = "default"
+    #: Where ``key`` sits in the output tree, e.g. "2019/10/24" (defaults to no sub-folder).
+    partition: str = ""
+
+
+@dataclass
+class SourceState:
+    """What the status function recorded about the source (``sources/{name}``)."""
+
+    watermark: str | None = None
+    last_success_at: datetime | None = None
+    last_status: str | None = None
+
+
+@dataclass
+class Raw:
+    """A fetched, verified upstream payload on local disk."""
+
+    path: Path
+    size: int
+    #: Name of the raw object (e.g. the upstream file name); its extension is kept.
+    name: str
+    content_type: str = "application/octet-stream"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def open(self) -> IO[bytes]:
+        return self.path.open("rb")
+
+
+@dataclass
+class Context:
+    """What ``plan`` and ``fetch`` may use: the shared HTTP client, secrets, state, a scratch dir, the time."""
+
+    http: Http
+    base_url: str
+    workdir: Path
+    state: SourceState
+    now: datetime
+    secrets: Mapping[str, str] = field(default_factory=dict)
+
+
+Record = dict[str, Any]
+
+
+class Source(ABC):
+    """A connector. Subclasses set the class attributes and implement plan, fetch and parse."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    schedule: ClassVar[Schedule]
+    queue: ClassVar[QueueConfig] = QueueConfig()
+    #: Secret names the source needs (looked up before any work starts; a missing one fails the job).
+    secrets: ClassVar[tuple[str, ...]] = ()
+    params_model: ClassVar[type[Params]]
+    default_base_url: ClassVar[str]
+    #: Output schema per stream.
+    schemas: ClassVar[Mapping[str, tuple[Column, ...]]]
+    #: Memory for the ingest function (deploy sizing), e.g. "512Mi".
+    memory: ClassVar[str] = "512Mi"
+    #: Upstream request budget for the shared HTTP client, in ``limits`` notation ("120/minute").
+    http_rate: ClassVar[str | None] = None
+    #: Params ``make demo`` submits (served by the bundled samples).
+    demo_params: ClassVar[Mapping[str, Any]] = {}
+
+    @classmethod
+    def base_url(cls) -> str:
+        """The upstream base URL: ``TRIBUTARY_<NAME>_BASE_URL`` when set (mirrors, replay servers)."""
+        return os.environ.get(f"TRIBUTARY_{cls.name.upper()}_BASE_URL", cls.default_base_url).rstrip("/")
+
+    def validate_params(self, raw: Mapping[str, Any]) -> Params:
+        """The params as the source's model.
+
+        Raises:
+            BadParams: naming the first invalid field.
+        """
+        from pydantic import ValidationError
+
+        from common.errors import BadParams
+
+        try:
+            return self.params_model.model_validate(dict(raw))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "params"
+            raise BadParams(f"params.{where}: {err['msg']}", field=f"params.{where}") from exc
+
+    def dedup_params(self, params: Params, now: datetime) -> dict[str, Any]:
+        """What identifies a job of these params (the job id is derived from it).
+
+        The default is the params themselves. Sources whose empty params mean "the latest" add the
+        current window, so "latest" asked twice in one window is one job, and asked later is a new one.
+        """
+        return params.model_dump(mode="json", exclude_none=True)
+
+    @abstractmethod
+    def plan(self, params: Params, ctx: Context) -> list[Part]:
+        """Split the job into parts, each well inside the dispatch deadline.
+
+        Raises:
+            IngestError: planning needed upstream data that failed.
+        """
+
+    @abstractmethod
+    def fetch(self, part: Part, ctx: Context) -> Raw:
+        """Download and verify one part's payload into ``ctx.workdir``.
+
+        Raises:
+            TransientError / PermanentError: as classified by ``common.errors``.
+        """
+
+    @abstractmethod
+    def parse(self, stream: IO[bytes], part: Part) -> Iterable[Record | pa.RecordBatch]:
+        """Pure: turn the raw payload into records (dicts) or Arrow record batches of the stream's schema.
+
+        Raises:
+            PermanentError: the payload violates the format (the job fails with this message).
+        """
+
+    def watermark(self, part: Part, records: int) -> str | None:
+        """The watermark reached once ``part`` is stored (compared as strings; larger is newer)."""
+        return None
+
+
+def iter_records(items: Iterable[Record | pa.RecordBatch]) -> Iterator[Record]:
+    """Records as dicts, whichever form ``parse`` yields (for tests and small sources)."""
+    for item in items:
+        if isinstance(item, dict):
+            yield item
+        else:
+            yield from item.to_pylist()

@@ -1,0 +1,200 @@
+"""Job and source state in Firestore.
+
+Documents: ``jobs/{job_id}``, ``jobs/{id}/events/{event_id}`` (markers), ``jobs/{id}/parts/{key}``,
+``sources/{name}``.
+
+Each event is applied in one transaction that also writes an event marker, so a redelivered event is
+applied once. Parts of a job write their own documents and the job is finished by counting them, so no
+document is hot while parts run in parallel.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from common.clients import firestore
+from common.events import Event, EventType
+from common.jobs import Job, JobStatus, Progress, apply_event
+from common.sources.base import SourceState
+
+JOBS, SOURCES, EVENTS, PARTS = "jobs", "sources", "events", "parts"
+
+
+def _job_ref(job_id: str) -> Any:
+    return firestore().collection(JOBS).document(job_id)
+
+
+def _load(data: dict[str, Any]) -> Job:
+    return Job.model_validate(data)
+
+
+def create_job(job: Job) -> tuple[Job, bool]:
+    """Write ``job`` unless a job with its id exists. Returns the stored job and whether it is new."""
+    from google.api_core.exceptions import AlreadyExists, Conflict
+
+    ref = _job_ref(job.job_id)
+    try:
+        ref.create(job.model_dump(mode="json"))
+        return job, True
+    except (AlreadyExists, Conflict):
+        snap = ref.get()
+        return _load(snap.to_dict()), False
+
+
+def get_job(job_id: str, *, with_progress: bool = True) -> Job | None:
+    """The job, with ``progress.done`` counted from its parts while it runs; None when unknown."""
+    snap = _job_ref(job_id).get()
+    if not snap.exists:
+        return None
+    job = _load(snap.to_dict())
+    if with_progress and job.progress and job.progress.total > 1 and not job.status.terminal:
+        job.progress = Progress(done=count_parts(job_id), total=job.progress.total)
+    return job
+
+
+def list_jobs(
+    *, source: str | None = None, status: str | None = None, batch_id: str | None = None, limit: int = 50
+) -> list[Job]:
+    """The newest jobs first, filtered by source, status and batch."""
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    query: Any = firestore().collection(JOBS)
+    for name, value in (("source", source), ("status", status), ("batch_id", batch_id)):
+        if value is not None:
+            query = query.where(filter=FieldFilter(name, "==", value))
+    query = query.order_by("created_at", direction="DESCENDING").limit(limit)
+    return [_load(s.to_dict()) for s in query.stream()]
+
+
+def count_parts(job_id: str) -> int:
+    """How many parts of the job have stored their result (an aggregation query, not a counter)."""
+    result = _job_ref(job_id).collection(PARTS).count().get()
+    return int(result[0][0].value)
+
+
+def record_event(event: Event) -> Job | None:
+    """Apply ``event`` once, in one transaction. Returns the job as it now is (None when unknown and ignored).
+
+    A duplicate event (its marker exists) changes nothing. A part's progress event stores the part's
+    result; when every part has reported, the job is finished by :func:`finish_if_complete`.
+    """
+    from google.cloud import firestore as fs
+
+    client = firestore()
+    job_ref = _job_ref(event.data.job_id)
+    marker_ref = job_ref.collection(EVENTS).document(event.id)
+    source_ref = client.collection(SOURCES).document(event.data.source)
+
+    @fs.transactional
+    def txn(transaction: Any) -> tuple[Job, Job | None]:
+        job_snap = job_ref.get(transaction=transaction)
+        marker = marker_ref.get(transaction=transaction)
+        source_snap = source_ref.get(transaction=transaction)
+        job = (
+            _load(job_snap.to_dict())
+            if job_snap.exists
+            else Job(job_id=event.data.job_id, source=event.data.source, created_at=event.time)
+        )
+        if marker.exists:
+            return job, None
+        transaction.set(marker_ref, {"type": event.type.value, "time": event.time.isoformat()})
+        if event.type is EventType.progress and event.data.part:
+            transaction.set(job_ref.collection(PARTS).document(event.data.part), event.data.model_dump(mode="json"))
+        new = apply_event(job, event)
+        if new is not None:
+            transaction.set(job_ref, new.model_dump(mode="json"))
+            _update_source(transaction, source_ref, source_snap, new, event)
+        return (new or job), new
+
+    job, _changed = txn(client.transaction())
+    if event.type is EventType.progress and event.data.part and job.progress and job.progress.total > 1:
+        return finish_if_complete(job.job_id) or job
+    return job
+
+
+def finish_if_complete(job_id: str) -> Job | None:
+    """Mark a multi-part job succeeded once all its parts are stored; idempotent."""
+    from google.cloud import firestore as fs
+
+    client = firestore()
+    job_ref = _job_ref(job_id)
+    snap = job_ref.get()
+    if not snap.exists:
+        return None
+    job = _load(snap.to_dict())
+    if job.status.terminal or not job.progress or count_parts(job_id) < job.progress.total:
+        return job
+
+    @fs.transactional
+    def txn(transaction: Any) -> Job:
+        current = _load(job_ref.get(transaction=transaction).to_dict())
+        if current.status.terminal:
+            return current
+        parts = [p.to_dict() for p in job_ref.collection(PARTS).stream(transaction=transaction)]
+        source_ref = client.collection(SOURCES).document(current.source)
+        source_snap = source_ref.get(transaction=transaction)
+        from common.events import EventData
+
+        watermarks = [p["watermark"] for p in parts if p.get("watermark")]
+        done = Event.make(
+            EventType.succeeded,
+            EventData(
+                job_id=job_id,
+                source=current.source,
+                attempt=max((p.get("attempt", 1) for p in parts), default=1),
+                records=sum(p.get("records", 0) for p in parts),
+                bytes=sum(p.get("bytes", 0) for p in parts),
+                outputs=sorted({o for p in parts for o in p.get("outputs", [])}),
+                watermark=max(watermarks) if watermarks else None,
+            ),
+            seq="parts",
+        )
+        new = apply_event(current, done)
+        if new is None:
+            return current
+        transaction.set(job_ref, new.model_dump(mode="json"))
+        _update_source(transaction, source_ref, source_snap, new, done)
+        return new
+
+    return txn(client.transaction())  # type: ignore[no-any-return]
+
+
+def _update_source(transaction: Any, ref: Any, snap: Any, job: Job, event: Event) -> None:
+    """Advance ``sources/{name}`` on a terminal job: last status, last success, watermark (monotonic)."""
+    if not job.status.terminal:
+        return
+    state = snap.to_dict() if snap.exists else {}
+    when = event.time.isoformat()
+    update: dict[str, Any] = {"name": job.source}
+    if when >= state.get("last_finished_at", ""):
+        update.update(last_finished_at=when, last_status=job.status.value, last_job_id=job.job_id)
+    if job.status is JobStatus.succeeded:
+        if when >= state.get("last_success_at", ""):
+            update["last_success_at"] = when
+        if event.data.watermark and event.data.watermark > (state.get("watermark") or ""):
+            update["watermark"] = event.data.watermark
+    else:
+        update["last_error"] = job.error.model_dump() if job.error else None
+    transaction.set(ref, update, merge=True)
+
+
+def source_state(name: str) -> SourceState:
+    """What is known of a source, for incremental planning."""
+    snap = firestore().collection(SOURCES).document(name).get()
+    data = snap.to_dict() if snap.exists else {}
+    last = data.get("last_success_at")
+    return SourceState(
+        watermark=data.get("watermark"),
+        last_success_at=datetime.fromisoformat(last) if last else None,
+        last_status=data.get("last_status"),
+    )
+
+
+def source_states() -> dict[str, dict[str, Any]]:
+    """Every ``sources/{name}`` document, by name."""
+    return {s.id: s.to_dict() for s in firestore().collection(SOURCES).stream()}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

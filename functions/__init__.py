@@ -1,0 +1,1 @@
+"""Thin Cloud Functions entry points; everything they call lives in ``common``."""

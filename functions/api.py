@@ -1,0 +1,22 @@
+"""HTTP function ``api``: the public API (``POST /v1/jobs``, ``GET /v1/jobs/{id}``, ``GET /v1/sources``)."""
+
+import functions_framework
+import orjson
+from flask import Request, Response
+
+from common import setup_logging
+from common.api import MAX_BODY, handle
+
+setup_logging()
+
+
+@functions_framework.http
+def api(request: Request) -> Response:
+    body, status, headers = handle(
+        request.method,
+        request.path,
+        query=request.args.to_dict(),
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=request.stream.read(MAX_BODY + 1),
+    )
+    return Response(orjson.dumps(body), status, headers, content_type="application/json")

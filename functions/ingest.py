@@ -1,0 +1,26 @@
+"""HTTP function ``ingest``: the Cloud Tasks target that runs one ingest task.
+
+Deployed once per source with ``TRIBUTARY_SOURCE`` set, so each source has its own memory size,
+timeout and concurrency; locally one process serves every source at ``/<source>``.
+"""
+
+import os
+
+import functions_framework
+import orjson
+from flask import Request, Response
+
+from common import setup_logging
+from common.outcomes import answer_task
+
+setup_logging()
+
+
+@functions_framework.http
+def ingest(request: Request) -> Response:
+    body, status, headers = answer_task(
+        request.get_data(),
+        {k.lower(): v for k, v in request.headers.items()},
+        expected_source=os.environ.get("TRIBUTARY_SOURCE") or None,
+    )
+    return Response(orjson.dumps(body), status, headers, content_type="application/json")
