@@ -49,6 +49,8 @@ class EventData(BaseModel):
     watermark: str | None = None
     #: For jobs split into parts: the key of the part this event reports on.
     part: str | None = None
+    #: Incremental cursors reached (e.g. ``{"DFF": "2024-05-01"}``); the source keeps the maximum per key.
+    cursors: dict[str, str] = Field(default_factory=dict)
 
 
 class Event(BaseModel):

@@ -53,6 +53,7 @@ class PartResult:
     skipped: int = 0
     outputs: list[str] = field(default_factory=list)
     watermark: str | None = None
+    cursors: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -130,6 +131,7 @@ def _emit(etype: EventType, data: EventData, result: PartResult, *, part: Part |
         "bytes": result.bytes,
         "outputs": result.outputs,
         "watermark": result.watermark,
+        "cursors": result.cursors,
     }
     if part is not None:
         update.update(part=part.key, progress=_progress(1, part.total))
@@ -159,8 +161,14 @@ def run_part(source: Source, part: Part, ctx: Context, store: OutputStore) -> Pa
     outputs.append(store.put_bytes(schema, schema_name, "application/json"))
     if skipped:
         log.warning("%s %s: skipped %d malformed records", source.name, part.key, skipped)
+    watermark = source.watermark(part, records)
     return PartResult(
-        records=records, bytes=raw.size, skipped=skipped, outputs=outputs, watermark=source.watermark(part, records)
+        records=records,
+        bytes=raw.size,
+        skipped=skipped,
+        outputs=outputs,
+        watermark=watermark,
+        cursors={part.cursor: watermark} if part.cursor and watermark else {},
     )
 
 

@@ -90,6 +90,9 @@ def apply_event(job: Job, event: Event) -> Job | None:
     - counters only grow: ``attempt`` and ``progress.done`` take the maximum seen.
     """
     if job.status.terminal:
+        # A late "started" (Pub/Sub reorders) may still tell when the job really began; nothing else moves.
+        if event.type is EventType.started and job.started_at and event.time < job.started_at:
+            return job.model_copy(update={"started_at": event.time})
         return None
     data = event.data
     new = job.model_copy(deep=True)

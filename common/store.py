@@ -137,6 +137,10 @@ def finish_if_complete(job_id: str) -> Job | None:
         from common.events import EventData
 
         watermarks = [p["watermark"] for p in parts if p.get("watermark")]
+        cursors: dict[str, str] = {}
+        for p in parts:
+            for key, value in (p.get("cursors") or {}).items():
+                cursors[key] = max(value, cursors.get(key, value))
         done = Event.make(
             EventType.succeeded,
             EventData(
@@ -147,6 +151,7 @@ def finish_if_complete(job_id: str) -> Job | None:
                 bytes=sum(p.get("bytes", 0) for p in parts),
                 outputs=sorted({o for p in parts for o in p.get("outputs", [])}),
                 watermark=max(watermarks) if watermarks else None,
+                cursors=cursors,
             ),
             seq="parts",
         )
@@ -174,6 +179,10 @@ def _update_source(transaction: Any, ref: Any, snap: Any, job: Job, event: Event
             update["last_success_at"] = when
         if event.data.watermark and event.data.watermark > (state.get("watermark") or ""):
             update["watermark"] = event.data.watermark
+        known = state.get("cursors") or {}
+        advanced = {k: v for k, v in event.data.cursors.items() if v > known.get(k, "")}
+        if advanced:
+            update["cursors"] = {**known, **advanced}
     else:
         update["last_error"] = job.error.model_dump() if job.error else None
     transaction.set(ref, update, merge=True)
@@ -188,6 +197,7 @@ def source_state(name: str) -> SourceState:
         watermark=data.get("watermark"),
         last_success_at=datetime.fromisoformat(last) if last else None,
         last_status=data.get("last_status"),
+        cursors=dict(data.get("cursors") or {}),
     )
 
 

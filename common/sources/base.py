@@ -80,6 +80,8 @@ class Part(BaseModel):
     stream: str = "default"
     #: Where ``key`` sits in the output tree, e.g. "2019/10/24" (defaults to no sub-folder).
     partition: str = ""
+    #: The incremental cursor this part advances (e.g. a FRED series id); its value is ``watermark()``.
+    cursor: str | None = None
 
 
 @dataclass
@@ -89,6 +91,8 @@ class SourceState:
     watermark: str | None = None
     last_success_at: datetime | None = None
     last_status: str | None = None
+    #: Per-cursor watermarks (see ``Part.cursor``), e.g. the last observation date per series.
+    cursors: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
