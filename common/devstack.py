@@ -248,6 +248,30 @@ class Stack:
     def _log(self, name: str) -> Path:
         return self.state_dir / "logs" / f"{name}.log"
 
+    def start_google_emulators(self) -> dict[str, str]:
+        """Start Google's Pub/Sub and Firestore emulators and wait until both answer; returns their hosts.
+
+        Raises:
+            ConfigError: an emulator is missing or did not start.
+        """
+        if not self.ports:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self._choose_ports()
+        host, p = self.config.host, self.ports
+        commands = emulator_commands(host, p)
+        emu_env = {"CLOUDSDK_CORE_CHECK_GCE_METADATA": "false", "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
+        for name in ("pubsub", "firestore"):
+            self._spawn(name, commands[name], emu_env)
+        for name in ("pubsub", "firestore"):
+            self._wait(name, http_ready(f"http://{host}:{p[name]}/"), f"the {name} emulator")
+        return {"PUBSUB_EMULATOR_HOST": f"{host}:{p['pubsub']}", "FIRESTORE_EMULATOR_HOST": f"{host}:{p['firestore']}"}
+
+    def _wait(self, name: str, check: Callable[[], bool], what: str) -> None:
+        wait_until(check, what, STARTUP_TIMEOUT, self.procs[name], self._log(name))
+
+    def _python(self, name: str, module: str, *args: str, env: dict[str, str] | None = None) -> None:
+        self._spawn(name, [sys.executable, "-m", module, *args], env)
+
     def up(self, *, progress: Callable[[str], None] = lambda _: None) -> StackState:
         """Start everything, wire it together, and return once every part answers.
 
@@ -259,120 +283,36 @@ class Stack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._choose_ports()
         host, p = self.config.host, self.ports
+        key = str(self.state_dir / "oidc-key.pem")
         try:
-            commands = emulator_commands(host, p)
             progress("starting the Pub/Sub and Firestore emulators")
-            emu_env = {"CLOUDSDK_CORE_CHECK_GCE_METADATA": "false", "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
-            for name in ("pubsub", "firestore"):
-                self._spawn(name, commands[name], emu_env)
-            key_file = self.state_dir / "oidc-key.pem"
-            python = sys.executable
+            self.start_google_emulators()
             progress("starting the Cloud Tasks emulator")
-            self._spawn(
-                "tasks",
-                [
-                    python,
-                    "-m",
-                    "common.emulators.tasks",
-                    "--host",
-                    host,
-                    "--port",
-                    str(p["tasks"]),
-                    "--oidc-key-file",
-                    str(key_file),
-                ],
-            )
+            self._python("tasks", "common.emulators.tasks", "--host", host, "--port", str(p["tasks"]),
+                         "--oidc-key-file", key)  # fmt: skip
             if self.config.replay_dir is not None:
-                self._spawn(
-                    "replay",
-                    [
-                        python,
-                        "-m",
-                        "common.replay",
-                        "--root",
-                        str(self.config.replay_dir.resolve()),
-                        "--port",
-                        str(p["replay"]),
-                    ],
-                )
-            self.env = self._function_env(key_file)
-            for name in ("pubsub", "firestore"):
-                wait_until(
-                    http_ready(f"http://{host}:{p[name]}/"),
-                    f"the {name} emulator",
-                    STARTUP_TIMEOUT,
-                    self.procs[name],
-                    self._log(name),
-                )
-            wait_until(
-                tcp_ready(p["tasks"]), "the Tasks emulator", STARTUP_TIMEOUT, self.procs["tasks"], self._log("tasks")
-            )
+                self._python("replay", "common.replay", "--root", str(self.config.replay_dir.resolve()),
+                             "--port", str(p["replay"]))  # fmt: skip
+            self.env = self._function_env(Path(key))
+            self._wait("tasks", tcp_ready(p["tasks"]), "the Tasks emulator")
             if self.config.scheduler:
                 progress("starting the Cloud Scheduler emulator")
-                self._spawn(
-                    "scheduler",
-                    [
-                        python,
-                        "-m",
-                        "common.emulators.scheduler",
-                        "--host",
-                        host,
-                        "--port",
-                        str(p["scheduler"]),
-                        "--admin-port",
-                        str(p["scheduler_admin"]),
-                        "--oidc-key-file",
-                        str(key_file),
-                    ],
-                )
-                wait_until(
-                    tcp_ready(p["scheduler"]),
-                    "the Scheduler emulator",
-                    STARTUP_TIMEOUT,
-                    self.procs["scheduler"],
-                    self._log("scheduler"),
-                )
+                self._python("scheduler", "common.emulators.scheduler", "--host", host, "--port", str(p["scheduler"]),
+                             "--admin-port", str(p["scheduler_admin"]), "--oidc-key-file", key)  # fmt: skip
+                self._wait("scheduler", tcp_ready(p["scheduler"]), "the Scheduler emulator")
             progress("starting the functions (api, ingest, status)")
             ff = str(Path(sys.executable).parent / "functions-framework")
             for name, signature in (("api", "http"), ("ingest", "http"), ("status", "cloudevent")):
-                self._spawn(
-                    name,
-                    [
-                        ff,
-                        "--source",
-                        str(FUNCTIONS_DIR / f"{name}.py"),
-                        "--target",
-                        name,
-                        "--signature-type",
-                        signature,
-                        "--host",
-                        host,
-                        "--port",
-                        str(p[name]),
-                    ],
-                    self.env,
-                )
+                argv = [ff, "--source", str(FUNCTIONS_DIR / f"{name}.py"), "--target", name,
+                        "--signature-type", signature, "--host", host, "--port", str(p[name])]  # fmt: skip
+                self._spawn(name, argv, self.env)
             progress("creating the topic, the push subscription and the queues")
             self._provision()
-            for name in ("api", "ingest", "status"):
-                wait_until(
-                    tcp_ready(p[name]), f"the {name} function", STARTUP_TIMEOUT, self.procs[name], self._log(name)
-                )
-            wait_until(
-                http_ready(f"http://{host}:{p['api']}/healthz"),
-                "the api function",
-                STARTUP_TIMEOUT,
-                self.procs["api"],
-                self._log("api"),
-            )
+            for name in ("ingest", "status"):
+                self._wait(name, tcp_ready(p[name]), f"the {name} function")
+            self._wait("api", http_ready(f"http://{host}:{p['api']}/healthz"), "the api function")
             if self.config.replay_dir is not None:
-                wait_until(
-                    tcp_ready(p["replay"]),
-                    "the replay server",
-                    STARTUP_TIMEOUT,
-                    self.procs["replay"],
-                    self._log("replay"),
-                )
+                self._wait("replay", tcp_ready(p["replay"]), "the replay server")
             if self.config.scheduler:
                 progress("syncing the schedules into the Scheduler emulator")
                 self._sync_schedules()

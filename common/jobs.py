@@ -89,20 +89,21 @@ def apply_event(job: Job, event: Event) -> Job | None:
     - ``started``, ``progress`` and ``retrying`` move a queued job to running and never go back;
     - counters only grow: ``attempt`` and ``progress.done`` take the maximum seen.
     """
+    early = event.type in (EventType.started, EventType.progress, EventType.retrying)
     if job.status.terminal:
-        # A late "started" (Pub/Sub reorders) may still tell when the job really began; nothing else moves.
-        if event.type is EventType.started and job.started_at and event.time < job.started_at:
+        # A late event (Pub/Sub reorders) may still tell when the job really began; nothing else moves.
+        if early and job.started_at and event.time < job.started_at:
             return job.model_copy(update={"started_at": event.time})
         return None
     data = event.data
     new = job.model_copy(deep=True)
     new.attempt = max(job.attempt, data.attempt)
-    new.updated_at = event.time
+    new.updated_at = max(job.updated_at, event.time)
+    if early and (new.started_at is None or event.time < new.started_at):
+        new.started_at = event.time
     match event.type:
         case EventType.started | EventType.progress | EventType.retrying:
             new.status = JobStatus.running
-            if new.started_at is None:
-                new.started_at = event.time
             if data.progress is not None:
                 done = max(data.progress.done, job.progress.done if job.progress else 0)
                 total = max(data.progress.total, job.progress.total if job.progress else 0)
