@@ -1,0 +1,104 @@
+"""End to end through the whole local stack: POST → Cloud Tasks emulator → ingest → Pub/Sub emulator →
+status → Firestore emulator → GET, with a replay server serving a real GDELT slot."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+
+from common.devstack import Stack, StackConfig, client_env
+from common.samples import HERE as SAMPLES
+from tests.conftest import fixture_path
+from tests.gdelt_helpers import gdelt_replay_dir, slot_csv
+
+pytestmark = pytest.mark.e2e
+REAL_SLOT = "20191024143000"
+BAD_SLOT = "20240115121500"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    real = fixture_path("gdelt", f"{REAL_SLOT}.export.CSV")
+    sample = SAMPLES / "gdelt" / "20240115120000.export.CSV"
+    bad = slot_csv(tmp, BAD_SLOT, sample)
+    root = gdelt_replay_dir(tmp / "replay", [real, sample, bad], corrupt_md5_of=BAD_SLOT)
+    s = Stack(StackConfig(state_dir=tmp / "stack", replay_dir=root, auto_ports=True, scheduler=False))
+    state = s.up()
+    yield state
+    s.down()
+
+
+def wait_for(api: httpx.Client, job_id: str, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
+
+
+@pytest.fixture
+def api(stack):
+    with httpx.Client(base_url=stack.endpoints["api_url"], timeout=30) as client:
+        yield client
+
+
+def test_a_real_slot_is_ingested_end_to_end(api, stack) -> None:
+    r = api.post("/v1/jobs", json={"source": "gdelt", "params": {"slot": REAL_SLOT}})
+    assert r.status_code == 202 and r.json()["status"] == "queued"
+    job = wait_for(api, r.json()["job_id"])
+    assert job["status"] == "succeeded", job
+    assert job["records"] == 2111
+    assert job["attempt"] == 1 and job["started_at"] and job["finished_at"]
+    paths = [Path(u.removeprefix("file://")) for u in job["outputs"]]
+    assert all(p.exists() for p in paths)
+    (parquet,) = [p for p in paths if p.suffix == ".parquet"]
+    table = pq.read_table(parquet)
+    assert table.num_rows == 2111
+    assert sum(c.startswith("0") for c in table.column("EventCode").to_pylist()) == 1503
+
+
+def test_submitting_the_same_slot_again_duplicates_nothing(api, stack) -> None:
+    body = {"source": "gdelt", "params": {"slot": REAL_SLOT}}
+    first = wait_for(api, api.post("/v1/jobs", json=body).json()["job_id"])
+    data_dir = Path(stack.endpoints["output_uri"].removeprefix("file://"))
+    before = sorted(p for p in data_dir.rglob("*") if p.is_file())
+    hits = httpx.get(f"{stack.endpoints['replay_url']}/_replay/hits").json()
+    again = api.post("/v1/jobs", json=body)
+    assert again.status_code == 202 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["job_id"] == first["job_id"] and again.json()["status"] == "succeeded"
+    time.sleep(1.0)
+    assert sorted(p for p in data_dir.rglob("*") if p.is_file()) == before
+    assert httpx.get(f"{stack.endpoints['replay_url']}/_replay/hits").json() == hits, "nothing was fetched again"
+    listed = api.get("/v1/jobs", params={"source": "gdelt"}).json()["jobs"]
+    assert [j["job_id"] for j in listed].count(first["job_id"]) == 1
+
+
+def test_an_md5_mismatch_fails_the_job_permanently(api) -> None:
+    r = api.post("/v1/jobs", json={"source": "gdelt", "params": {"slot": BAD_SLOT}})
+    job = wait_for(api, r.json()["job_id"])
+    assert job["status"] == "failed"
+    assert job["error"]["kind"] == "permanent"
+    assert "md5" in job["error"]["message"] and "does not match the listed" in job["error"]["message"]
+    assert job["attempt"] == 1, "a permanent error is not retried"
+
+
+def test_sources_show_last_status_and_watermark(api) -> None:
+    wait_for(api, api.post("/v1/jobs", json={"source": "gdelt", "params": {"slot": REAL_SLOT}}).json()["job_id"])
+    (gdelt,) = [s for s in api.get("/v1/sources").json()["sources"] if s["name"] == "gdelt"]
+    assert gdelt["watermark"] >= REAL_SLOT
+    assert gdelt["last_success_at"]
+
+
+def test_the_stock_tasks_client_sees_the_stack_queues(stack) -> None:
+    with client_env({"CLOUD_TASKS_EMULATOR_HOST": stack.endpoints["tasks_emulator_host"]}):
+        from common import clients
+
+        queues = [q.name for q in clients.tasks().list_queues(parent=f"projects/{stack.project}/locations/us-central1")]
+    assert f"projects/{stack.project}/locations/us-central1/queues/ingest-gdelt" in queues
