@@ -1,11 +1,34 @@
-"""The source registry: an explicit list, no discovery magic. Adding a source = one module + one line here."""
+"""The source registry: an explicit list, no discovery magic. Adding a source = one module + one line here.
+
+Sources that live outside this package (a team's own connector, the benchmarks' no-op source) are
+named explicitly in ``TRIBUTARY_EXTRA_SOURCES`` as ``module:Class`` entries separated by commas.
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
+
+from common.errors import ConfigError
 from common.sources.base import Source
 from common.sources.gdelt import Gdelt
 
-SOURCES: tuple[Source, ...] = (Gdelt(),)
+BUILTIN: tuple[Source, ...] = (Gdelt(),)
+
+
+def _extra() -> tuple[Source, ...]:
+    spec = os.environ.get("TRIBUTARY_EXTRA_SOURCES", "").strip()
+    out = []
+    for entry in filter(None, (e.strip() for e in spec.split(","))):
+        module, _, cls = entry.partition(":")
+        try:
+            out.append(getattr(importlib.import_module(module), cls)())
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ConfigError(f"TRIBUTARY_EXTRA_SOURCES entry {entry!r} cannot be loaded: {exc}") from exc
+    return tuple(out)
+
+
+SOURCES: tuple[Source, ...] = BUILTIN + _extra()
 _BY_NAME = {s.name: s for s in SOURCES}
 
 
