@@ -502,13 +502,14 @@ class SchedulerEmulator:
         if self._ticker is not None:
             self._ticker.join(timeout=max(0.1, deadline - time.monotonic()))
             self._ticker = None
+        # Closing the HTTP client aborts the requests still in flight, so their threads end quickly.
+        client, self._http = self._http, None
+        if client is not None:
+            client.close()
         with self._lock:
             dispatchers = list(self._dispatchers)
         for thread in dispatchers:
             thread.join(timeout=max(0.05, deadline - time.monotonic()))
-        if self._http is not None:
-            self._http.close()
-            self._http = None
 
     def __enter__(self) -> SchedulerEmulator:
         self.start()
@@ -566,6 +567,8 @@ class SchedulerEmulator:
                 if not self._clock.frozen:
                     self._clock.advance(seconds)
                 for _ in range(MAX_EVENTS_PER_ADVANCE):
+                    if self._stopping.is_set():
+                        break
                     event = self._claim_next(until=target)
                     if event is None:
                         break
@@ -691,7 +694,7 @@ class SchedulerEmulator:
                 target,
             )
         else:
-            status, error = self._send(event)
+            status, error = self._send_abortable(event)
             record = FireRecord(
                 event.name, event.schedule_time, status, event.attempt, event.kind, started, error, True, target
             )
@@ -706,6 +709,31 @@ class SchedulerEmulator:
         )
         self._complete(event, record, first)
         return record
+
+    def _send_abortable(self, event: _Event) -> tuple[int | None, str | None]:
+        """:meth:`_send` on a daemon thread, abandoned when the emulator stops.
+
+        A target that hangs would otherwise hold ``stop()`` (and the interpreter's exit, for gRPC worker
+        threads) for up to the attempt deadline: the waiting caller checks ``_stopping`` four times a second.
+        """
+        done = threading.Event()
+        result: list[tuple[int | None, str | None]] = []
+
+        def work() -> None:
+            try:
+                result.append(self._send(event))
+            except Exception as exc:  # never let a dispatch thread die silently
+                result.append((None, f"UNAVAILABLE: {type(exc).__name__}: {exc}"))
+            finally:
+                done.set()
+
+        if self._stopping.is_set():
+            return None, "CANCELLED: the emulator is stopping"
+        threading.Thread(target=work, name=f"scheduler-http-{_job_id(event.name)}", daemon=True).start()
+        while not done.wait(timeout=0.25):
+            if self._stopping.is_set():
+                return None, "CANCELLED: the emulator stopped during the attempt"
+        return result[0]
 
     def _send(self, event: _Event) -> tuple[int | None, str | None]:
         job = event.job
@@ -766,7 +794,13 @@ class SchedulerEmulator:
                     message = "" if record.ok else f"Original HTTP response code number = {record.status}"
                 else:
                     error = record.error or "UNAVAILABLE"
-                    code = code_pb2.DEADLINE_EXCEEDED if error.startswith("DEADLINE") else code_pb2.UNAVAILABLE
+                    code = (
+                        code_pb2.DEADLINE_EXCEEDED
+                        if error.startswith("DEADLINE")
+                        else code_pb2.CANCELLED
+                        if error.startswith("CANCELLED")
+                        else code_pb2.UNAVAILABLE
+                    )
                     message = error
                 state.job.status.CopyFrom(status_pb2.Status(code=code, message=message))
                 if not record.ok:

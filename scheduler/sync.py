@@ -1,0 +1,457 @@
+"""Schedules as code: the Cloud Scheduler jobs the sources ask for, and their sync with the live ones.
+
+Each source with a schedule gets one job, ``projects/{project}/locations/{region}/jobs/tributary-{source}``,
+that POSTs ``{"source": name, "params": {}}`` to ``{api_url}/v1/jobs`` with an OIDC token. A TOML file can
+override a source's cron, time zone or paused state per deployment (:func:`load_overrides`)::
+
+    [gdelt]
+    cron = "*/15 * * * *"
+
+    [comtrade]
+    paused = true
+
+:func:`plan` compares only the fields this module owns, and only jobs whose id starts with
+``tributary-`` are ours: a sync never touches, and never deletes, any other job in the location.
+The desired paused state travels in ``Job.state`` (an output-only field for the API, which
+:func:`apply` turns into PauseJob and ResumeJob calls).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from croniter import croniter
+from google.cloud import scheduler_v1
+from google.protobuf import field_mask_pb2
+
+#: Only jobs whose id starts with this prefix belong to Tributary.
+JOB_PREFIX = "tributary-"
+#: The fields an update may touch (the update mask paths we own).
+OWNED_FIELDS = ("description", "schedule", "time_zone", "http_target", "retry_config", "attempt_deadline")
+OVERRIDE_KEYS = {"cron": str, "time_zone": str, "paused": bool}
+
+RETRY_COUNT = 3
+MIN_BACKOFF = timedelta(seconds=10)
+MAX_BACKOFF = timedelta(seconds=300)
+MAX_DOUBLINGS = 3
+ATTEMPT_DEADLINE = timedelta(seconds=60)
+#: Cloud Scheduler's defaults, for comparing with live jobs that omit them.
+_DEFAULT_DEADLINE = 180.0
+_UTC_NAMES = {"", "utc", "etc/utc", "etc/uct", "uct", "zulu", "etc/zulu", "gmt", "etc/gmt", "universal"}
+_SOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+Job = scheduler_v1.Job
+
+
+# ------------------------------------------------------------------------------------------ desired
+
+
+def job_id(source: str) -> str:
+    """The job id of a source: ``tributary-{source}``."""
+    if not _SOURCE_NAME_RE.match(source):
+        raise ValueError(f"source name {source!r} cannot be a job id (letters, digits, '-' and '_' only)")
+    return f"{JOB_PREFIX}{source}"
+
+
+def location(project: str, region: str) -> str:
+    return f"projects/{project}/locations/{region}"
+
+
+def _check_overrides(overrides: Mapping[str, Any]) -> None:
+    for source, values in overrides.items():
+        if not isinstance(values, Mapping):
+            raise ValueError(f"override for {source!r} must be a table of cron, time_zone, paused")
+        for key, value in values.items():
+            expected = OVERRIDE_KEYS.get(key)
+            if expected is None:
+                raise ValueError(f"override for {source!r}: unknown key {key!r} (allowed: cron, time_zone, paused)")
+            if not isinstance(value, expected):
+                raise ValueError(f"override for {source!r}: {key} must be a {expected.__name__}")
+
+
+def _check_cron(source: str, cron: str) -> None:
+    if len(cron.split()) != 5 or not croniter.is_valid(cron):
+        raise ValueError(f"source {source!r}: schedule {cron!r} is not a 5-field unix-cron expression")
+
+
+def desired_jobs(
+    sources: Iterable[Any],
+    *,
+    project: str,
+    region: str,
+    api_url: str,
+    service_account: str,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[scheduler_v1.Job]:
+    """One job per source that has a schedule (``.name``, ``.schedule.cron``, ``.schedule.time_zone``).
+
+    ``overrides`` (``{source: {cron, time_zone, paused}}``) wins over the source's own schedule; a source
+    without a schedule gets a job only when an override gives it a cron. Jobs come sorted by name.
+    """
+    overrides = dict(overrides or {})
+    _check_overrides(overrides)
+    sources = list(sources)
+    known = {source.name for source in sources}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"overrides name unknown sources: {', '.join(unknown)}")
+    base = api_url.rstrip("/")
+    parent = location(project, region)
+    jobs = []
+    for source in sources:
+        name = source.name
+        schedule = getattr(source, "schedule", None)
+        override = overrides.get(name, {})
+        cron = override.get("cron") or (getattr(schedule, "cron", None) if schedule is not None else None)
+        if not cron:
+            continue
+        _check_cron(name, cron)
+        time_zone = override.get("time_zone") or getattr(schedule, "time_zone", None) or "UTC"
+        target: dict[str, Any] = {
+            "uri": f"{base}/v1/jobs",
+            "http_method": scheduler_v1.HttpMethod.POST,
+            "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"source": name, "params": {}}, separators=(",", ":")).encode(),
+        }
+        if service_account:
+            target["oidc_token"] = {"service_account_email": service_account, "audience": base}
+        jobs.append(
+            Job(
+                name=f"{parent}/jobs/{job_id(name)}",
+                description=f"Tributary: scheduled ingestion of {name}",
+                schedule=" ".join(cron.split()),
+                time_zone=time_zone,
+                http_target=target,
+                retry_config={
+                    "retry_count": RETRY_COUNT,
+                    "min_backoff_duration": MIN_BACKOFF,
+                    "max_backoff_duration": MAX_BACKOFF,
+                    "max_doublings": MAX_DOUBLINGS,
+                    "max_retry_duration": timedelta(0),
+                },
+                attempt_deadline=ATTEMPT_DEADLINE,
+                state=Job.State.PAUSED if override.get("paused") else Job.State.ENABLED,
+            )
+        )
+    return sorted(jobs, key=lambda job: job.name)
+
+
+def load_overrides(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Read ``{source: {cron, time_zone, paused}}`` from TOML (or YAML when PyYAML is installed).
+
+    The tables may sit at the top level or under ``[sources]``.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in {".yaml", ".yml"}:
+        try:
+            import yaml
+        except ImportError as exc:
+            raise RuntimeError(f"{path}: PyYAML is not installed; write the overrides in TOML") from exc
+        data = yaml.safe_load(text) or {}
+    else:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a table of sources")
+    if set(data) == {"sources"} and isinstance(data["sources"], dict):
+        data = data["sources"]
+    try:
+        _check_overrides(data)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    return {str(source): dict(values) for source, values in data.items()}
+
+
+# --------------------------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """A live job to bring to its desired form: ``paths`` for UpdateJob, then a pause or resume."""
+
+    desired: scheduler_v1.Job
+    live: scheduler_v1.Job
+    paths: tuple[str, ...] = ()
+    pause: bool = False
+    resume: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.desired.name
+
+
+@dataclass
+class Plan:
+    create: list[scheduler_v1.Job] = field(default_factory=list)
+    update: list[JobUpdate] = field(default_factory=list)
+    delete: list[scheduler_v1.Job] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.create or self.update or self.delete)
+
+
+def is_ours(job: scheduler_v1.Job) -> bool:
+    return job.name.rsplit("/", 1)[-1].startswith(JOB_PREFIX)
+
+
+def _zone(name: str) -> str:
+    return "UTC" if name.strip().lower() in _UTC_NAMES else name.strip()
+
+
+def _seconds(value: timedelta | None) -> float:
+    return value.total_seconds() if value is not None else 0.0
+
+
+def _target_view(job: scheduler_v1.Job) -> dict[str, Any] | None:
+    """The parts of the HTTP target we own, without the headers Cloud Scheduler adds itself."""
+    if "http_target" not in job:
+        return None
+    target = job.http_target
+    method = target.http_method or scheduler_v1.HttpMethod.POST
+    headers = {k.lower(): v for k, v in target.headers.items() if k.lower() != "user-agent"}
+    if target.body and headers.get("content-type") == "application/octet-stream":
+        headers.pop("content-type")  # the default Cloud Scheduler stores for a body without a type
+    auth: tuple[str, ...] = ()
+    if "oidc_token" in target:
+        auth = ("oidc", target.oidc_token.service_account_email, target.oidc_token.audience or target.uri)
+    elif "oauth_token" in target:
+        auth = ("oauth", target.oauth_token.service_account_email, target.oauth_token.scope)
+    return {
+        "uri": target.uri,
+        "method": int(method),
+        "headers": headers,
+        "body": bytes(target.body),
+        "auth": auth,
+    }
+
+
+def _retry_view(job: scheduler_v1.Job) -> tuple[float, ...]:
+    retry = job.retry_config
+    present = "retry_config" in job
+    return (
+        float(retry.retry_count),
+        _seconds(retry.min_backoff_duration) if "min_backoff_duration" in retry else 5.0,
+        _seconds(retry.max_backoff_duration) if "max_backoff_duration" in retry else 3600.0,
+        float(retry.max_doublings if present else 5),
+        _seconds(retry.max_retry_duration) if "max_retry_duration" in retry else 0.0,
+    )
+
+
+def changed_fields(desired: scheduler_v1.Job, live: scheduler_v1.Job) -> tuple[str, ...]:
+    """The update-mask paths where ``live`` differs from ``desired`` (state excluded)."""
+    paths = []
+    if desired.description != live.description:
+        paths.append("description")
+    if " ".join(desired.schedule.split()) != " ".join(live.schedule.split()):
+        paths.append("schedule")
+    if _zone(desired.time_zone) != _zone(live.time_zone):
+        paths.append("time_zone")
+    if _target_view(desired) != _target_view(live):
+        paths.append("http_target")
+    if _retry_view(desired) != _retry_view(live):
+        paths.append("retry_config")
+    live_deadline = _seconds(live.attempt_deadline) if "attempt_deadline" in live else _DEFAULT_DEADLINE
+    if _seconds(desired.attempt_deadline) != live_deadline:
+        paths.append("attempt_deadline")
+    return tuple(paths)
+
+
+def plan(desired: Iterable[scheduler_v1.Job], live: Iterable[scheduler_v1.Job]) -> Plan:
+    """What to create, update and delete so that the live ``tributary-*`` jobs match ``desired``."""
+    wanted = {job.name: job for job in desired}
+    for name in wanted:
+        if not name.rsplit("/", 1)[-1].startswith(JOB_PREFIX):
+            raise ValueError(f"desired job {name!r} does not start with {JOB_PREFIX!r}")
+    ours = {job.name: job for job in live if is_ours(job)}
+    result = Plan()
+    for name in sorted(wanted):
+        want = wanted[name]
+        have = ours.get(name)
+        if have is None:
+            result.create.append(want)
+            continue
+        paths = changed_fields(want, have)
+        want_paused = want.state == Job.State.PAUSED
+        pause = want_paused and have.state == Job.State.ENABLED
+        resume = not want_paused and have.state == Job.State.PAUSED
+        if paths or pause or resume:
+            result.update.append(JobUpdate(want, have, paths, pause, resume))
+        else:
+            result.unchanged.append(name)
+    result.delete = [ours[name] for name in sorted(set(ours) - set(wanted))]
+    return result
+
+
+# -------------------------------------------------------------------------------------------- apply
+
+
+@dataclass
+class ApplyResult:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    paused: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # stale jobs left in place without --prune
+    dry_run: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated or self.paused or self.resumed or self.deleted)
+
+
+def _for_api(job: scheduler_v1.Job) -> scheduler_v1.Job:
+    """A copy without the output-only ``state`` we use to carry the desired paused state."""
+    out = Job.wrap(type(Job.pb(job))())
+    Job.pb(out).CopyFrom(Job.pb(job))
+    out.state = Job.State.STATE_UNSPECIFIED
+    return out
+
+
+def apply(plan: Plan, client: Any, *, prune: bool = False, dry_run: bool = False) -> ApplyResult:
+    """Carry out ``plan`` with a ``CloudSchedulerClient``: creates, masked updates, pauses and resumes,
+    and deletes only with ``prune``. With ``dry_run`` nothing is called and the result says what would be.
+    """
+    result = ApplyResult(dry_run=dry_run)
+    for job in plan.create:
+        if not dry_run:
+            client.create_job(parent=job.name.rsplit("/jobs/", 1)[0], job=_for_api(job))
+        result.created.append(job.name)
+        if job.state == Job.State.PAUSED:
+            if not dry_run:
+                client.pause_job(name=job.name)
+            result.paused.append(job.name)
+    for change in plan.update:
+        if change.paths:
+            if not dry_run:
+                mask = field_mask_pb2.FieldMask(paths=list(change.paths))
+                client.update_job(job=_for_api(change.desired), update_mask=mask)
+            result.updated.append(change.name)
+        if change.pause:
+            if not dry_run:
+                client.pause_job(name=change.name)
+            result.paused.append(change.name)
+        if change.resume:
+            if not dry_run:
+                client.resume_job(name=change.name)
+            result.resumed.append(change.name)
+    for job in plan.delete:
+        if not prune:
+            result.kept.append(job.name)
+            continue
+        if not dry_run:
+            client.delete_job(name=job.name)
+        result.deleted.append(job.name)
+    return result
+
+
+def live_jobs(client: Any, project: str, region: str) -> list[scheduler_v1.Job]:
+    """Every job in the location (all pages)."""
+    return list(client.list_jobs(parent=location(project, region)))
+
+
+def sync(
+    client: Any,
+    sources: Iterable[Any],
+    *,
+    project: str,
+    region: str,
+    api_url: str,
+    service_account: str,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    prune: bool = False,
+    dry_run: bool = False,
+) -> tuple[Plan, ApplyResult]:
+    """Plan and apply in one call."""
+    desired = desired_jobs(
+        sources,
+        project=project,
+        region=region,
+        api_url=api_url,
+        service_account=service_account,
+        overrides=overrides,
+    )
+    the_plan = plan(desired, live_jobs(client, project, region))
+    return the_plan, apply(the_plan, client, prune=prune, dry_run=dry_run)
+
+
+DEFAULT_API_URL = "http://127.0.0.1:8080"
+
+
+def sync_schedules(
+    *,
+    api_url: str | None = None,
+    prune: bool = False,
+    dry_run: bool = False,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    overrides_path: str | Path | None = None,
+    client: Any = None,
+    sources: Iterable[Any] | None = None,
+) -> tuple[Plan, ApplyResult]:
+    """Sync the registered sources with the configured Cloud Scheduler (what ``tributary schedule sync`` does).
+
+    Defaults: the client from :func:`common.clients.scheduler` (the emulator when
+    ``CLOUD_SCHEDULER_EMULATOR_HOST`` is set), project, region and invoker service account from
+    :func:`common.settings.settings`, the sources from ``common.sources.SOURCES``, the API URL from
+    ``TRIBUTARY_API_URL`` (else http://127.0.0.1:8080) and the overrides file from
+    ``TRIBUTARY_SCHEDULE_OVERRIDES`` when set.
+    """
+    import os
+
+    from common.settings import settings
+
+    if client is None:
+        from common.clients import scheduler
+
+        client = scheduler()
+    if sources is None:
+        from common.sources import SOURCES
+
+        sources = SOURCES
+    if api_url is None:
+        api_url = os.environ.get("TRIBUTARY_API_URL") or DEFAULT_API_URL
+    if overrides is None:
+        path = overrides_path or os.environ.get("TRIBUTARY_SCHEDULE_OVERRIDES")
+        overrides = load_overrides(path) if path else None
+    s = settings()
+    return sync(
+        client,
+        sources,
+        project=s.project,
+        region=s.region,
+        api_url=api_url,
+        service_account=s.invoker_service_account,
+        overrides=overrides,
+        prune=prune,
+        dry_run=dry_run,
+    )
+
+
+__all__ = [
+    "JOB_PREFIX",
+    "ApplyResult",
+    "JobUpdate",
+    "Plan",
+    "apply",
+    "changed_fields",
+    "desired_jobs",
+    "is_ours",
+    "job_id",
+    "live_jobs",
+    "load_overrides",
+    "plan",
+    "sync",
+    "sync_schedules",
+]
