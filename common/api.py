@@ -6,7 +6,7 @@ Every bad request answers 4xx with ``{"error": {"code", "message", "field"}}`` a
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -50,6 +50,11 @@ ROUTES = Map(
         Rule("/v1/jobs", methods=["GET"], endpoint="list_jobs"),
         Rule("/v1/jobs/<job_id>", methods=["GET"], endpoint="get_job"),
         Rule("/v1/sources", methods=["GET"], endpoint="list_sources"),
+        Rule("/v1/backfills", methods=["POST"], endpoint="submit_backfill"),
+        Rule("/v1/backfills/<batch_id>", methods=["GET"], endpoint="get_backfill"),
+        # The n8n contract from the Celery migration plan: aliases over the same machinery.
+        Rule("/api/v1/ingest/run-daily", methods=["POST"], endpoint="run_daily"),
+        Rule("/api/v1/ingest/jobs/<job_id>", methods=["GET"], endpoint="get_any"),
         Rule("/healthz", methods=["GET"], endpoint="health"),
     ],
     strict_slashes=False,
@@ -238,7 +243,139 @@ def health(**_: Any) -> Response:
     return {"ok": True}, 200, {}
 
 
+class BackfillRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(min_length=1, max_length=64)
+    start: str = Field(description="ISO date (whole day) or datetime, UTC")
+    end: str = Field(description="ISO date (included) or datetime (excluded), UTC")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunDailyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    date: str | None = Field(None, description="the day, YYYY-MM-DD (default: today, UTC)")
+    sources: list[str] | None = None
+
+
+def submit_backfill(*, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
+    from common import batches
+    from common.errors import IngestError, TransientError
+
+    data = _json_body(body, headers)
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_request", "request body must be a JSON object", field="body")
+    try:
+        req = BackfillRequest.model_validate(data)
+    except ValidationError as exc:
+        raise _validation(exc) from None
+    source = _source(req.source)
+    bounds = {}
+    for name in ("start", "end"):
+        try:
+            bounds[name] = batches.parse_bound(getattr(req, name), end=name == "end")
+        except ValueError:
+            raise ApiError(400, "invalid_range", f"{name} must be an ISO date or datetime", field=name) from None
+    if bounds["end"] <= bounds["start"]:
+        raise ApiError(400, "invalid_range", "end must be after start", field="end")
+    basis = {"source": source.name, "start": bounds["start"].isoformat(), "end": bounds["end"].isoformat(),
+             "params": req.params}  # fmt: skip
+    batch = batches.Batch(batch_id=batches.batch_id_for("backfill", basis), kind="backfill", source=source.name,
+                          start=basis["start"], end=basis["end"], params=req.params)  # fmt: skip
+    try:
+        children = batches.plan_backfill(source, bounds["start"], bounds["end"], req.params)
+    except BadParams as exc:
+        raise ApiError(400, "invalid_params", exc.message, field=exc.field) from None
+    except TransientError as exc:
+        raise ApiError(503, "upstream_unavailable", f"planning the backfill failed: {exc.message}") from None
+    except IngestError as exc:
+        raise ApiError(502, "upstream_error", f"planning the backfill failed: {exc.message}") from None
+    if not children:
+        raise ApiError(400, "empty_range", f"{source.name} published nothing between {req.start} and {req.end}",
+                       field="start")  # fmt: skip
+    if len(children) > batches.MAX_CHILDREN:
+        raise ApiError(400, "range_too_large", f"the range makes {len(children):,} jobs; the limit is "
+                       f"{batches.MAX_CHILDREN:,}: split it", field="end")  # fmt: skip
+    try:
+        batches.create_children(batch, source, children, trigger="backfill")
+    except BadParams as exc:
+        raise ApiError(400, "invalid_params", exc.message, field=exc.field) from None
+    stored = batches.save(batch)
+    return batches.describe(stored), 202, {"Location": f"/v1/backfills/{stored.batch_id}"}
+
+
+def get_backfill(*, batch_id: str, **_: Any) -> Response:
+    from common import batches
+
+    batch = batches.load(batch_id) if len(batch_id) <= 200 else None
+    if batch is None:
+        raise ApiError(404, "batch_not_found", f"no backfill {batch_id!r}", field="batch_id")
+    return batches.describe(batch), 200, {}
+
+
+def due_on(source: Any, day: date) -> bool:
+    """Whether the source's cron fires at least once on ``day`` in its own time zone."""
+    from zoneinfo import ZoneInfo
+
+    from croniter import croniter
+
+    zone = ZoneInfo(source.schedule.time_zone)
+    start = datetime.combine(day, datetime.min.time(), tzinfo=zone)
+    first = croniter(source.schedule.cron, start - timedelta(seconds=1)).get_next(datetime)
+    return bool(first < start + timedelta(days=1))
+
+
+def run_daily(*, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
+    """Enqueue every source due on the day; the answer's ``job_id`` is the batch's, for polling."""
+    from common import batches
+    from common.sources import SOURCES
+
+    data = _json_body(body, headers) if body.strip() else {}
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_request", "request body must be a JSON object", field="body")
+    try:
+        req = RunDailyRequest.model_validate(data)
+    except ValidationError as exc:
+        raise _validation(exc) from None
+    try:
+        day = date.fromisoformat(req.date) if req.date else datetime.now(UTC).date()
+    except ValueError:
+        raise ApiError(400, "invalid_date", "date must be YYYY-MM-DD", field="date") from None
+    chosen = [_source(n, field="sources") for n in req.sources] if req.sources else list(SOURCES)
+    due = [s for s in chosen if due_on(s, day)]
+    batch_id = f"run-daily-{day.strftime('%Y%m%d')}" + (f"-{batches.batch_id_for('s', req.sources)}"
+                                                         if req.sources else "")  # fmt: skip
+    batch = batches.Batch(batch_id=batch_id, kind="run-daily", start=day.isoformat(), end=day.isoformat())
+    jobs = []
+    for source in due:
+        job, _ = submit(source.name, dict(source.daily_params), idempotency_key=f"{batch_id}-{source.name}",
+                        trigger="run-daily", batch_id=batch_id)  # fmt: skip
+        jobs.append(job)
+    batch.total = len(jobs)
+    batch.reused = sum(1 for j in jobs if j.batch_id != batch_id)
+    stored = batches.save(batch)
+    body_out = {**batches.describe(stored), "job_id": stored.batch_id, "jobs": [j.job_id for j in jobs]}
+    return body_out, 202, {"Location": f"/api/v1/ingest/jobs/{stored.batch_id}"}
+
+
+def get_any(*, job_id: str, **kwargs: Any) -> Response:
+    """A batch (run-daily, backfill) or a single job, by id: the n8n polling alias."""
+    from common import batches
+    from common.store import list_jobs as load_jobs
+
+    batch = batches.load(job_id) if len(job_id) <= 200 else None
+    if batch is None:
+        return get_job(job_id=job_id, **kwargs)
+    out = batches.describe(batch)
+    out["job_id"] = batch.batch_id
+    out["jobs"] = [j.public() for j in load_jobs(batch_id=batch.batch_id, limit=MAX_LIMIT)]
+    return out, 200, {}
+
+
 HANDLERS = {
+    "submit_backfill": submit_backfill,
+    "get_backfill": get_backfill,
+    "run_daily": run_daily,
+    "get_any": get_any,
     "submit_job": submit_job,
     "list_jobs": list_jobs,
     "get_job": get_job,

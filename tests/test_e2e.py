@@ -18,6 +18,7 @@ from tests.gdelt_helpers import gdelt_replay_dir, slot_csv
 pytestmark = pytest.mark.e2e
 REAL_SLOT = "20191024143000"
 BAD_SLOT = "20240115121500"
+BACKFILL_DAY = "2024-01-16"
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +27,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     real = fixture_path("gdelt", f"{REAL_SLOT}.export.CSV")
     sample = SAMPLES / "gdelt" / "20240115120000.export.CSV"
     bad = slot_csv(tmp, BAD_SLOT, sample)
-    root = gdelt_replay_dir(tmp / "replay", [real, sample, bad], corrupt_md5_of=BAD_SLOT)
-    s = Stack(StackConfig(state_dir=tmp / "stack", replay_dir=root, auto_ports=True, scheduler=False))
+    day = [slot_csv(tmp, f"20240116{h:02d}{m:02d}00", sample) for h in range(24) for m in (0, 15, 30, 45)]
+    root = gdelt_replay_dir(tmp / "replay", [real, sample, bad, *day], corrupt_md5_of=BAD_SLOT)
+    s = Stack(StackConfig(state_dir=tmp / "stack", replay_dir=root, auto_ports=True, scheduler=True))
     state = s.up()
     yield state
     s.down()
@@ -102,3 +104,79 @@ def test_the_stock_tasks_client_sees_the_stack_queues(stack) -> None:
 
         queues = [q.name for q in clients.tasks().list_queues(parent=f"projects/{stack.project}/locations/us-central1")]
     assert f"projects/{stack.project}/locations/us-central1/queues/ingest-gdelt" in queues
+
+
+def test_a_one_day_backfill_makes_96_jobs_that_all_succeed(api, stack) -> None:
+    # Dispatch is paced by the queue; lift the declared 2/s so the test takes seconds, as an operator could.
+    with client_env({"CLOUD_TASKS_EMULATOR_HOST": stack.endpoints["tasks_emulator_host"]}):
+        from common import clients
+        from common.queue import queue_path
+
+        with client_env({"TRIBUTARY_PROJECT": stack.project}):
+            queue = clients.tasks().get_queue(name=queue_path("gdelt"))
+            queue.rate_limits.max_dispatches_per_second = 50
+            queue.rate_limits.max_concurrent_dispatches = 8
+            clients.tasks().update_queue(queue=queue)
+    body = {"source": "gdelt", "start": BACKFILL_DAY, "end": BACKFILL_DAY}
+    r = api.post("/v1/backfills", json=body)
+    assert r.status_code == 202, r.text
+    batch = r.json()
+    assert batch["total"] == 96 and batch["created"] == 96
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        batch = api.get(f"/v1/backfills/{batch['batch_id']}").json()
+        if batch["done"] == 96:
+            break
+        time.sleep(0.5)
+    assert batch["counts"] == {"queued": 0, "running": 0, "succeeded": 96, "failed": 0}
+    assert batch["status"] == "succeeded"
+    again = api.post("/v1/backfills", json=body).json()
+    assert again["batch_id"] == batch["batch_id"] and again["counts"]["succeeded"] == 96, "resubmitting re-runs nothing"
+    jobs = api.get("/v1/jobs", params={"batch_id": batch["batch_id"], "limit": 500}).json()["jobs"]
+    assert len(jobs) == 96 and sum(j["records"] for j in jobs) == 96 * 24
+
+
+def test_the_scheduler_emulator_fires_a_minutely_schedule_into_the_api(stack, api) -> None:
+    with client_env({"CLOUD_SCHEDULER_EMULATOR_HOST": stack.endpoints["scheduler_emulator_host"]}):
+        from google.cloud import scheduler_v1
+
+        from common import clients
+
+        parent = f"projects/{stack.project}/locations/us-central1"
+        synced = {j.name.rsplit("/", 1)[-1] for j in clients.scheduler().list_jobs(parent=parent)}
+        assert "tributary-gdelt" in synced, "dev up syncs the schedules"
+        job = scheduler_v1.Job(
+            name=f"{parent}/jobs/tributary-every-minute",
+            schedule="* * * * *",
+            time_zone="Europe/Paris",
+            http_target=scheduler_v1.HttpTarget(
+                uri=f"{stack.endpoints['api_url']}/v1/jobs",
+                http_method=scheduler_v1.HttpMethod.POST,
+                headers={"Content-Type": "application/json"},
+                body=b'{"source": "gdelt", "params": {"slot": "20240115120000"}}',
+            ),
+        )
+        clients.scheduler().create_job(parent=parent, job=job)
+    fired = httpx.post(f"{stack.endpoints['scheduler_admin_url']}/advance", json={"seconds": 125}, timeout=30).json()
+    mine = [f for f in fired.get("fired", fired) if str(f.get("job", f.get("name", ""))).endswith("every-minute")]
+    assert len(mine) >= 2 and all(f["status"] == 202 for f in mine), fired
+    jobs = api.get("/v1/jobs", params={"source": "gdelt"}).json()["jobs"]
+    assert any(j["params"].get("slot") == "20240115120000" for j in jobs)
+
+
+def test_n8n_run_daily_and_its_polling_alias(api) -> None:
+    r = api.post("/api/v1/ingest/run-daily", json={"date": "2024-01-15"})
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["job_id"].startswith("run-daily-20240115") and len(body["jobs"]) >= 1
+    assert api.post("/api/v1/ingest/run-daily", json={"date": "2024-01-15"}).json()["job_id"] == body["job_id"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        polled = api.get(f"/api/v1/ingest/jobs/{body['job_id']}").json()
+        if polled["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.3)
+    assert polled["status"] == "succeeded", polled
+    assert {j["source"] for j in polled["jobs"]} >= {"gdelt"}
+    single = api.get(f"/api/v1/ingest/jobs/{body['jobs'][0]}").json()
+    assert single["job_id"] == body["jobs"][0]

@@ -16,7 +16,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
@@ -144,6 +144,10 @@ class Source(ABC):
     http_rate: ClassVar[str | None] = None
     #: Params ``make demo`` submits (served by the bundled samples).
     demo_params: ClassVar[Mapping[str, Any]] = {}
+    #: Params of the job that a scheduler tick or run-daily submits (the source's incremental default).
+    daily_params: ClassVar[Mapping[str, Any]] = {}
+    #: How much of a backfill range one child job covers (sources with start/end params).
+    backfill_window: ClassVar[timedelta] = timedelta(days=1)
 
     @classmethod
     def base_url(cls) -> str:
@@ -174,6 +178,30 @@ class Source(ABC):
         current window, so "latest" asked twice in one window is one job, and asked later is a new one.
         """
         return params.model_dump(mode="json", exclude_none=True)
+
+    def backfill(self, start: datetime, end: datetime, params: Params, ctx: Context) -> list[dict[str, Any]]:
+        """The params of each child job of a backfill over ``[start, end)`` (UTC).
+
+        The default splits the range into ``backfill_window`` windows for sources whose params have
+        ``start`` and ``end`` fields (ISO dates, ``end`` inclusive).
+
+        Raises:
+            BadParams: the source cannot backfill, or the range is empty.
+        """
+        from common.errors import BadParams
+
+        fields = self.params_model.model_fields
+        if "start" not in fields or "end" not in fields:
+            raise BadParams(f"source {self.name} does not support backfills", field="source")
+        base = params.model_dump(mode="json", exclude_none=True, exclude={"start", "end"})
+        children = []
+        cursor = start
+        while cursor < end:
+            stop = min(cursor + self.backfill_window, end)
+            last = stop - timedelta(days=1) if stop > cursor + timedelta(days=1) else cursor
+            children.append({**base, "start": cursor.date().isoformat(), "end": last.date().isoformat()})
+            cursor = stop
+        return children
 
     @abstractmethod
     def plan(self, params: Params, ctx: Context) -> list[Part]:

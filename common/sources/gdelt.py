@@ -169,6 +169,7 @@ class Gdelt(Source):
 
     def dedup_params(self, params: Params, now: datetime) -> dict[str, object]:
         out = super().dedup_params(params, now)
+        out.pop("expected", None)  # a verification hint from the backfill planner, not part of the job's identity
         if out.get("slot") is None:
             window = now.astimezone(UTC).replace(second=0, microsecond=0)
             window -= timedelta(minutes=window.minute % 15)
@@ -202,6 +203,32 @@ class Gdelt(Source):
                 )
             )
         return parts
+
+    def backfill(self, start: datetime, end: datetime, params: Params, ctx: Context) -> list[dict[str, object]]:
+        """One child per published slot in ``[start, end)``, read from one pass over masterfilelist.txt.
+
+        Each child carries the listed size and md5 of its files, so no child reads the master list
+        again. Slots GDELT never published (real gaps exist) are not planned.
+        """
+        assert isinstance(params, GdeltParams)
+        lo, hi = start.astimezone(UTC).strftime("%Y%m%d%H%M%S"), end.astimezone(UTC).strftime("%Y%m%d%H%M%S")
+        suffixes = {STREAMS[s][0]: s for s in params.streams}
+        slots: dict[str, dict[str, tuple[int, str]]] = {}
+        path = ctx.workdir / "masterfilelist.txt"
+        ctx.http.download(f"{ctx.base_url}/masterfilelist.txt", path)
+        with path.open("r", encoding="utf-8", errors="replace") as lines:
+            for size, md5, url in parse_file_list_lines(lines):
+                slot = slot_of(url)
+                if slot is None or not lo <= slot < hi:
+                    continue
+                stream = suffixes.get(url.rsplit("/", 1)[-1][15:])
+                if stream:
+                    slots.setdefault(slot, {})[stream] = (size, md5)
+        return [
+            {"slot": slot, "streams": list(params.streams), "expected": {k: list(v) for k, v in found.items()}}
+            for slot, found in sorted(slots.items())
+            if set(found) == set(params.streams)
+        ]
 
     def _listing(self, params: GdeltParams, ctx: Context) -> dict[str, tuple[int, str, str]]:
         """File name -> (size, md5, url), from lastupdate.txt, or masterfilelist.txt for older slots."""
