@@ -366,8 +366,12 @@ class Stack:
         if self.config.scheduler:
             env["CLOUD_SCHEDULER_EMULATOR_HOST"] = f"{host}:{p['scheduler']}"
         if self.config.replay_dir is not None:
+            from common.secrets import env_name
+
             for s in SOURCES:
                 env[f"TRIBUTARY_{s.name.upper()}_BASE_URL"] = f"http://{host}:{p['replay']}/{s.name}"
+                for secret in s.secrets:  # recorded upstreams accept any key; never forward a real one
+                    env.setdefault(env_name(secret), "replay-placeholder")
         env.update(self.config.env)
         return env
 

@@ -21,13 +21,14 @@ ErrorKind = Literal["transient", "permanent"]
 
 
 class IngestError(Exception):
-    """Base of every error Tributary raises on purpose."""
+    """Base of every error Tributary raises on purpose. ``status`` is the upstream HTTP status, if any."""
 
     kind: ErrorKind = "permanent"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.status = status
 
     def to_dict(self) -> dict[str, str]:
         """The ``error`` object stored on a job and carried by events."""
@@ -39,8 +40,8 @@ class TransientError(IngestError):
 
     kind: ErrorKind = "transient"
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None) -> None:
+        super().__init__(message, status=status)
         self.retry_after = retry_after
 
 
@@ -79,8 +80,8 @@ def classify_http_status(status: int, *, url: str, detail: str = "", retry_after
         return
     what = f"{status} from {url}" + (f": {detail}" if detail else "")
     if status in (408, 429) or status >= 500:
-        raise TransientError(f"upstream answered {what}", retry_after=retry_after)
-    raise PermanentError(f"upstream answered {what}")
+        raise TransientError(f"upstream answered {what}", retry_after=retry_after, status=status)
+    raise PermanentError(f"upstream answered {what}", status=status)
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -87,7 +87,10 @@ def run_task(payload: TaskPayload, delivery: Delivery, *, store: OutputStore | N
                 return TaskOutcome(body={"part": payload.part.key, "records": result.records})
             parts = source.plan(params, ctx)
             if not parts:
-                raise PermanentError("the plan has no parts: nothing to ingest for these params")
+                # Nothing new upstream (e.g. an unchanged OFAC snapshot): a success that writes nothing.
+                log.info("job %s: %s has nothing new upstream", payload.job_id, source.name)
+                _emit(EventType.succeeded, data, PartResult())
+                return TaskOutcome(body={"job_id": payload.job_id, "records": 0, "up_to_date": True})
             total = len(parts)
             publish(Event.make(EventType.started, data.model_copy(update={"progress": _progress(0, total)})))
             if total == 1:

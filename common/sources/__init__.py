@@ -11,9 +11,11 @@ import os
 
 from common.errors import ConfigError
 from common.sources.base import Source
+from common.sources.comtrade import Comtrade
 from common.sources.gdelt import Gdelt
+from common.sources.ofac import Ofac
 
-BUILTIN: tuple[Source, ...] = (Gdelt(),)
+BUILTIN: tuple[Source, ...] = (Gdelt(), Comtrade(), Ofac())
 
 
 def _extra() -> tuple[Source, ...]:

@@ -140,8 +140,9 @@ def _iso(d: date | None) -> str | None:
 class Fred(Source):
     name = "fred"
     description = "FRED economic series observations with their ALFRED vintages (realtime_start/realtime_end)"
-    # After midnight in St. Louis: yesterday's vintages are complete.
-    schedule = Schedule(cron="15 2 * * *", time_zone="America/Chicago")
+    # Early morning in St. Louis: yesterday's vintages are complete, and 04:15 is clear of the hours
+    # that daylight saving skips or repeats.
+    schedule = Schedule(cron="15 4 * * *", time_zone="America/Chicago")
     # FRED allows 120 requests/minute per key. One part at a time (so the in-process limiter below is
     # the only client of the key) and at most one new part a second; each part makes 1 to a few requests.
     queue = QueueConfig(
@@ -315,6 +316,7 @@ class _Client:
         offset, total = 0, None
         while True:
             q = {"series_id": self.series_id, **query, "file_type": "json", "limit": limit}
+            q = {k: v for k, v in q.items() if v is not None}  # httpx would send None as "name="
             if offset:
                 q["offset"] = offset
             body = self._get(path, q)

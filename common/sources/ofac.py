@@ -22,6 +22,8 @@ DEFAULT_BASE_URL = "https://sanctionslistservice.ofac.treas.gov/api/PublicationP
 NULL_MARKER = "-0-"
 #: MS-DOS end-of-file byte that OFAC appends after the last record of sdn/add/alt.
 EOF_BYTE = b"\x1a"
+#: A CR not followed by LF (the data specification says records end with CR; the real files use CRLF).
+BARE_CR = re.compile(rb"(?<=\r)(?!\n)")
 #: Protective bound on one downloaded file (the real SDN.CSV is a few MB).
 MAX_FILE_BYTES = 200 * 1024**2
 #: Bytes hashed per read.
@@ -242,10 +244,16 @@ class Ofac(Source):
 def _lines(stream: IO[bytes]) -> Iterator[str]:
     """Text lines (line endings kept, for the csv module), without OFAC's trailing end-of-file byte.
 
+    The real files end lines with CRLF; the specification says CR, so a bare CR also ends a line.
     The specification says ASCII and every real file is; a line that is not UTF-8 is read as cp1252
     rather than failing a whole sanctions list on one accented byte.
     """
-    for raw in stream:
+    for chunk in stream:
+        yield from _decoded(raw for raw in BARE_CR.split(chunk) if raw)
+
+
+def _decoded(lines: Iterator[bytes]) -> Iterator[str]:
+    for raw in lines:
         body = raw.rstrip(b"\r\n")
         if body.endswith(EOF_BYTE):
             raw = body[: -len(EOF_BYTE)] + raw[len(body) :]

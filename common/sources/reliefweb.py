@@ -12,7 +12,7 @@ from typing import IO, Any, Literal
 import orjson
 from pydantic import Field, ValidationInfo, field_validator
 
-from common.errors import PermanentError, TransientError
+from common.errors import BadParams, PermanentError, TransientError
 from common.sources.base import Column, Context, Params, Part, QueueConfig, Raw, Record, Schedule, Source
 
 #: The appname ReliefWeb asks every caller to send (not a secret). Since 1 Nov 2025 it must be
@@ -119,7 +119,7 @@ def cursor_str(when: datetime) -> str:
 class ReliefWebParams(Params):
     """A window of ``date.changed`` per stream: ``(since, until]``; both default to "incremental"."""
 
-    streams: tuple[Stream, ...] = Field(("reports",), min_length=1, description="reports, disasters")
+    streams: tuple[Stream, ...] = Field(("reports", "disasters"), min_length=1, description="reports, disasters")
     since: datetime | None = Field(None, description="changed strictly after (UTC); default: the stream's cursor")
     until: datetime | None = Field(None, description="changed at or before (UTC); default: now minus the index lag")
     countries: tuple[str, ...] = Field((), description="ISO3 codes to filter on (country.iso3); default: all")
@@ -202,7 +202,8 @@ class ReliefWeb(Source):
     params_model = ReliefWebParams
     default_base_url = "https://api.reliefweb.int/v2"
     schemas = {"reports": REPORTS, "disasters": DISASTERS}
-    demo_params = {"since": "2024-01-15T00:00:00Z", "until": "2024-01-16T00:00:00Z"}
+    demo_params = {"streams": ["reports"], "since": "2024-01-15T00:00:00Z", "until": "2024-01-16T00:00:00Z"}
+    backfill_window = timedelta(hours=DEFAULT_WINDOW_HOURS)
 
     @staticmethod
     def appname(params: ReliefWebParams) -> str:
@@ -214,6 +215,22 @@ class ReliefWeb(Source):
         if "until" not in out:  # "up to now": one job per hour, like the schedule
             out["as_of"] = _utc(now).strftime("%Y-%m-%dT%H:00:00Z")
         return out
+
+    def backfill(self, start: datetime, end: datetime, params: Params, ctx: Context) -> list[dict[str, Any]]:
+        """One child job per ``backfill_window`` of changes in ``(start, end]``, with explicit since/until.
+
+        Raises:
+            BadParams: the range is empty.
+        """
+        assert isinstance(params, ReliefWebParams)
+        if end <= start:
+            raise BadParams("the backfill range is empty: end must be after start", field="end")
+        base = params.model_dump(mode="json", exclude_none=True, exclude={"since", "until"})
+        hours = int(self.backfill_window.total_seconds() // 3600)
+        return [
+            {**base, "since": cursor_str(lo), "until": cursor_str(hi)}
+            for lo, hi in windows(_utc(start), _utc(end), hours)
+        ]
 
     def plan(self, params: Params, ctx: Context) -> list[Part]:
         assert isinstance(params, ReliefWebParams)
@@ -237,14 +254,14 @@ class ReliefWeb(Source):
             for start, end in windows(after, until, params.window_hours):
                 specs.append((stream, start, end, name if tracks else None))
         parts = []
-        for index, (stream, start, end, cursor) in enumerate(specs):
-            key = f"{stream}.{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}" + (f".{label}" if label else "")
+        for index, (kind, start, end, cursor) in enumerate(specs):
+            key = f"{kind}.{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}" + (f".{label}" if label else "")
             parts.append(
                 Part(
                     key=key,
                     index=index,
                     total=len(specs),
-                    stream=stream,
+                    stream=kind,
                     partition=f"{start:%Y/%m/%d}",
                     cursor=cursor,
                     params={
@@ -422,7 +439,7 @@ def to_record(kind: str, item: dict[str, Any], label: str) -> Record:
     except (TypeError, ValueError):
         raise PermanentError(f"{label}: item id {item.get('id')!r} is not an integer") from None
     f: dict[str, Any] = item.get("fields") or {}
-    date = f.get("date") if isinstance(f.get("date"), dict) else {}
+    date: dict[str, Any] = f["date"] if isinstance(f.get("date"), dict) else {}
     where = f"{label}: item {ident}"
     common = {
         "id": ident,
