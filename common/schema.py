@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from common.sources.base import Column
+if TYPE_CHECKING:  # pragma: no cover - the sources package imports this module
+    from common.sources.base import Column
 
 ARROW_TYPES = {
     "STRING": pa.string(),
