@@ -8,3 +8,5 @@ def setup_logging() -> None:
     """One log format for every function (level from ``TRIBUTARY_LOG_LEVEL``, default INFO)."""
     level = _os.environ.get("TRIBUTARY_LOG_LEVEL", "INFO").upper()
     _logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx logs each full URL at INFO, query string (API keys) included.
+    _logging.getLogger("httpx").setLevel(_logging.WARNING)

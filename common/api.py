@@ -51,6 +51,7 @@ ROUTES = Map(
         Rule("/v1/jobs/<job_id>", methods=["GET"], endpoint="get_job"),
         Rule("/v1/sources", methods=["GET"], endpoint="list_sources"),
         Rule("/v1/backfills", methods=["POST"], endpoint="submit_backfill"),
+        Rule("/v1/reaper:run", methods=["POST"], endpoint="run_reaper"),
         Rule("/v1/backfills/<batch_id>", methods=["GET"], endpoint="get_backfill"),
         # The n8n contract from the Celery migration plan: aliases over the same machinery.
         Rule("/api/v1/ingest/run-daily", methods=["POST"], endpoint="run_daily"),
@@ -277,10 +278,20 @@ def submit_backfill(*, query: dict[str, str], headers: dict[str, str], body: byt
             raise ApiError(400, "invalid_range", f"{name} must be an ISO date or datetime", field=name) from None
     if bounds["end"] <= bounds["start"]:
         raise ApiError(400, "invalid_range", "end must be after start", field="end")
-    basis = {"source": source.name, "start": bounds["start"].isoformat(), "end": bounds["end"].isoformat(),
-             "params": req.params}  # fmt: skip
-    batch = batches.Batch(batch_id=batches.batch_id_for("backfill", basis), kind="backfill", source=source.name,
-                          start=basis["start"], end=basis["end"], params=req.params)  # fmt: skip
+    basis = {
+        "source": source.name,
+        "start": bounds["start"].isoformat(),
+        "end": bounds["end"].isoformat(),
+        "params": req.params,
+    }
+    batch = batches.Batch(
+        batch_id=batches.batch_id_for("backfill", basis),
+        kind="backfill",
+        source=source.name,
+        start=basis["start"],
+        end=basis["end"],
+        params=req.params,
+    )
     try:
         children = batches.plan_backfill(source, bounds["start"], bounds["end"], req.params)
     except BadParams as exc:
@@ -290,11 +301,16 @@ def submit_backfill(*, query: dict[str, str], headers: dict[str, str], body: byt
     except IngestError as exc:
         raise ApiError(502, "upstream_error", f"planning the backfill failed: {exc.message}") from None
     if not children:
-        raise ApiError(400, "empty_range", f"{source.name} published nothing between {req.start} and {req.end}",
-                       field="start")  # fmt: skip
+        raise ApiError(
+            400, "empty_range", f"{source.name} published nothing between {req.start} and {req.end}", field="start"
+        )
     if len(children) > batches.MAX_CHILDREN:
-        raise ApiError(400, "range_too_large", f"the range makes {len(children):,} jobs; the limit is "
-                       f"{batches.MAX_CHILDREN:,}: split it", field="end")  # fmt: skip
+        raise ApiError(
+            400,
+            "range_too_large",
+            f"the range makes {len(children):,} jobs; the limit is {batches.MAX_CHILDREN:,}: split it",
+            field="end",
+        )
     try:
         batches.create_children(batch, source, children, trigger="backfill")
     except BadParams as exc:
@@ -342,13 +358,19 @@ def run_daily(*, query: dict[str, str], headers: dict[str, str], body: bytes) ->
         raise ApiError(400, "invalid_date", "date must be YYYY-MM-DD", field="date") from None
     chosen = [_source(n, field="sources") for n in req.sources] if req.sources else list(SOURCES)
     due = [s for s in chosen if due_on(s, day)]
-    batch_id = f"run-daily-{day.strftime('%Y%m%d')}" + (f"-{batches.batch_id_for('s', req.sources)}"
-                                                         if req.sources else "")  # fmt: skip
+    batch_id = f"run-daily-{day.strftime('%Y%m%d')}" + (
+        f"-{batches.batch_id_for('s', req.sources)}" if req.sources else ""
+    )
     batch = batches.Batch(batch_id=batch_id, kind="run-daily", start=day.isoformat(), end=day.isoformat())
     jobs = []
     for source in due:
-        job, _ = submit(source.name, dict(source.daily_params), idempotency_key=f"{batch_id}-{source.name}",
-                        trigger="run-daily", batch_id=batch_id)  # fmt: skip
+        job, _ = submit(
+            source.name,
+            dict(source.daily_params),
+            idempotency_key=f"{batch_id}-{source.name}",
+            trigger="run-daily",
+            batch_id=batch_id,
+        )
         jobs.append(job)
     batch.total = len(jobs)
     batch.reused = sum(1 for j in jobs if j.batch_id != batch_id)
@@ -371,7 +393,16 @@ def get_any(*, job_id: str, **kwargs: Any) -> Response:
     return out, 200, {}
 
 
+def run_reaper(*, query: dict[str, str], **_: Any) -> Response:
+    """Fail stuck jobs and re-enqueue stale queued ones (the ``tributary-reaper`` schedule calls this)."""
+    from common.reaper import reap
+
+    done = reap(dry_run=query.get("dry_run") in ("1", "true"))
+    return {"reaped": [r.__dict__ for r in done]}, 200, {}
+
+
 HANDLERS = {
+    "run_reaper": run_reaper,
     "submit_backfill": submit_backfill,
     "get_backfill": get_backfill,
     "run_daily": run_daily,

@@ -87,11 +87,21 @@ def create_children(batch: Batch, source: Source, children: list[dict[str, Any]]
     batch.created = sum(1 for _, new in results if new)
     batch.reused = sum(1 for job, new in results if not new and job.batch_id != batch.batch_id)
     batch.job_ids = [job.job_id for job, _ in results]
-    queued = [TaskPayload(job_id=j.job_id, source=j.source, params=j.params) for j, _ in results
-              if j.status is JobStatus.queued]  # fmt: skip
+    queued = [
+        TaskPayload(job_id=j.job_id, source=j.source, params=j.params)
+        for j, _ in results
+        if j.status is JobStatus.queued
+    ]
     created, duplicates = enqueue_many(queued, source)
-    log.info("batch %s: %d jobs (%d new, %d reused); %d tasks enqueued, %d already queued",
-             batch.batch_id, batch.total, batch.created, batch.reused, created, duplicates)  # fmt: skip
+    log.info(
+        "batch %s: %d jobs (%d new, %d reused); %d tasks enqueued, %d already queued",
+        batch.batch_id,
+        batch.total,
+        batch.created,
+        batch.reused,
+        created,
+        duplicates,
+    )
     return batch
 
 
@@ -173,6 +183,11 @@ def plan_backfill(source: Source, start: datetime, end: datetime, raw_params: di
         raw.update(start=start.date().isoformat(), end=(end - timedelta(days=1)).date().isoformat())
     params = source.validate_params(raw)
     with Http(rate=source.http_rate, name=source.name) as http, tempfile.TemporaryDirectory(prefix="plan-") as tmp:
-        ctx = Context(http=http, base_url=source.base_url(), workdir=Path(tmp), state=source_state(source.name),
-                      now=datetime.now(UTC))  # fmt: skip
+        ctx = Context(
+            http=http,
+            base_url=source.base_url(),
+            workdir=Path(tmp),
+            state=source_state(source.name),
+            now=datetime.now(UTC),
+        )
         return source.backfill(start, end, params, ctx)

@@ -301,3 +301,107 @@ def _mount_optional() -> None:
 
 
 _mount_optional()
+
+
+# ---- operations: backfills, reaper, dead letters ----------------------------------------------------
+@app.command("backfill")
+def backfill_cmd(
+    source: str,
+    start: Annotated[str, typer.Option(help="First day (YYYY-MM-DD) or datetime, UTC.")],
+    end: Annotated[str, typer.Option(help="Last day, included (YYYY-MM-DD), or datetime (excluded), UTC.")],
+    param: Annotated[list[str], typer.Option("--param", "-p", help="KEY=VALUE for every child job.")] = [],  # noqa: B006
+    follow_progress: Annotated[bool, typer.Option("--follow/--no-follow", help="Show progress until done.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to follow.")] = 3600,
+    url: ApiUrl = None,
+) -> None:
+    """Backfill a date range: one child job per slot or window, with a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    base = api_url(url)
+    body = {"source": source, "start": start, "end": end, "params": _parse_params(param)}
+    batch = _call("POST", f"{base}/v1/backfills", json=body)
+    console.print(
+        f"backfill {batch['batch_id']}: {batch['total']} jobs ({batch['created']} new, "
+        f"{batch['reused']} reused from earlier runs)"
+    )
+    if not follow_progress:
+        out.print_json(json.dumps(batch))
+        return
+    deadline = time.monotonic() + timeout
+    own = batch["total"] - batch["reused"]
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(source, total=own)
+        while time.monotonic() < deadline:
+            batch = _call("GET", f"{base}/v1/backfills/{batch['batch_id']}")
+            c = batch["counts"]
+            bar.update(
+                task, completed=batch["done"], description=f"{source}: {c['running']} running, {c['failed']} failed"
+            )
+            if batch["done"] >= own:
+                break
+            time.sleep(1.0)
+    out.print_json(json.dumps({k: batch[k] for k in ("batch_id", "status", "counts", "total", "reused")}))
+    if batch["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+def _stack_env(state_dir: Path = DEFAULT_STATE) -> dict[str, str]:
+    """The running local stack's environment, unless this shell already points somewhere."""
+    from common.devstack import StackState
+
+    if os.environ.get("FIRESTORE_EMULATOR_HOST") or os.environ.get("GOOGLE_CLOUD_PROJECT"):
+        return {}
+    state = StackState.load(state_dir.resolve())
+    return dict(state.env) if state else {}
+
+
+@app.command("reap")
+def reap_cmd(dry_run: Annotated[bool, typer.Option(help="Say what would be done; change nothing.")] = False) -> None:
+    """Fail jobs stuck in running and re-enqueue stale queued ones (the reaper, run now)."""
+    from common.devstack import client_env
+    from common.reaper import reap
+
+    with client_env(_stack_env()):
+        done = reap(dry_run=dry_run)
+    table = Table("job", "action", "reason")
+    for r in done:
+        table.add_row(r.job_id, r.action, r.reason)
+    out.print(table if done else "nothing to reap")
+
+
+dlq_app = typer.Typer(help="Status events that could not be applied.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.command("list")
+def dlq_list(limit: int = 100, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List dead letters (unreadable events, and events whose deliveries ran out)."""
+    from common.devstack import client_env
+    from common.dlq import list_dead
+
+    with client_env(_stack_env()):
+        letters = [d.summary() for d in list_dead(limit=limit)]
+    if as_json:
+        out.print_json(json.dumps(letters))
+        return
+    table = Table("id", "where", "reason", "received", "preview")
+    for d in letters:
+        table.add_row(d["id"], d["where"], d["reason"][:60], d["received_at"][:19], d["preview"][:40])
+    out.print(table if letters else "no dead letters")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    ids: Annotated[list[str] | None, typer.Argument(help="Dead letters to replay (default: all).")] = None,
+) -> None:
+    """Apply dead letters again; those that apply are removed."""
+    from common.devstack import client_env
+    from common.dlq import replay
+
+    with client_env(_stack_env()):
+        results = replay(set(ids) if ids else None)
+    for letter_id, outcome in results:
+        out.print(f"{letter_id}: {outcome}")
+    if not results:
+        out.print("no dead letters to replay")

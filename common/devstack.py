@@ -288,23 +288,51 @@ class Stack:
             progress("starting the Pub/Sub and Firestore emulators")
             self.start_google_emulators()
             progress("starting the Cloud Tasks emulator")
-            self._python("tasks", "common.emulators.tasks", "--host", host, "--port", str(p["tasks"]),
-                         "--oidc-key-file", key)  # fmt: skip
+            self._python(
+                "tasks", "common.emulators.tasks", "--host", host, "--port", str(p["tasks"]), "--oidc-key-file", key
+            )
             if self.config.replay_dir is not None:
-                self._python("replay", "common.replay", "--root", str(self.config.replay_dir.resolve()),
-                             "--port", str(p["replay"]))  # fmt: skip
+                self._python(
+                    "replay",
+                    "common.replay",
+                    "--root",
+                    str(self.config.replay_dir.resolve()),
+                    "--port",
+                    str(p["replay"]),
+                )
             self.env = self._function_env(Path(key))
             self._wait("tasks", tcp_ready(p["tasks"]), "the Tasks emulator")
             if self.config.scheduler:
                 progress("starting the Cloud Scheduler emulator")
-                self._python("scheduler", "common.emulators.scheduler", "--host", host, "--port", str(p["scheduler"]),
-                             "--admin-port", str(p["scheduler_admin"]), "--oidc-key-file", key)  # fmt: skip
+                self._python(
+                    "scheduler",
+                    "common.emulators.scheduler",
+                    "--host",
+                    host,
+                    "--port",
+                    str(p["scheduler"]),
+                    "--admin-port",
+                    str(p["scheduler_admin"]),
+                    "--oidc-key-file",
+                    key,
+                )
                 self._wait("scheduler", tcp_ready(p["scheduler"]), "the Scheduler emulator")
             progress("starting the functions (api, ingest, status)")
             ff = str(Path(sys.executable).parent / "functions-framework")
             for name, signature in (("api", "http"), ("ingest", "http"), ("status", "cloudevent")):
-                argv = [ff, "--source", str(FUNCTIONS_DIR / f"{name}.py"), "--target", name,
-                        "--signature-type", signature, "--host", host, "--port", str(p[name])]  # fmt: skip
+                argv = [
+                    ff,
+                    "--source",
+                    str(FUNCTIONS_DIR / f"{name}.py"),
+                    "--target",
+                    name,
+                    "--signature-type",
+                    signature,
+                    "--host",
+                    host,
+                    "--port",
+                    str(p[name]),
+                ]
                 self._spawn(name, argv, self.env)
             progress("creating the topic, the push subscription and the queues")
             self._provision()

@@ -112,9 +112,9 @@ class Http:
         try:
             response = self._client.request(method, url, **kwargs)
         except httpx.TimeoutException as exc:
-            raise TransientError(f"timed out talking to {url}: {type(exc).__name__}") from exc
+            raise TransientError(f"timed out talking to {_without_query(url)}: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
-            raise TransientError(f"connection to {url} failed: {exc!r}") from exc
+            raise TransientError(f"connection to {_without_query(url)} failed: {type(exc).__name__}") from exc
         _raise_for_status(response)
         return response
 
@@ -157,17 +157,24 @@ class Http:
                     for chunk in response.iter_bytes(1 << 20):
                         size += len(chunk)
                         if size > max_bytes:
-                            raise PermanentError(f"{url} is larger than the {max_bytes:,}-byte limit")
+                            raise PermanentError(f"{_without_query(url)} is larger than the {max_bytes:,}-byte limit")
                         md5.update(chunk)
                         out.write(chunk)
                 content_type = response.headers.get("Content-Type", "application/octet-stream")
         except httpx.TimeoutException as exc:
-            raise TransientError(f"timed out downloading {url}: {type(exc).__name__}") from exc
+            raise TransientError(f"timed out downloading {_without_query(url)}: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
-            raise TransientError(f"download of {url} failed: {exc!r}") from exc
+            raise TransientError(f"download of {_without_query(url)} failed: {type(exc).__name__}") from exc
         if expected is not None and expected.isdigit() and int(expected) != size:
-            raise TransientError(f"download of {url} was cut short: {size:,} of {int(expected):,} bytes")
+            raise TransientError(
+                f"download of {_without_query(url)} was cut short: {size:,} of {int(expected):,} bytes"
+            )
         return Download(path=dest, size=size, md5=md5.hexdigest(), content_type=content_type)
+
+
+def _without_query(url: str) -> str:
+    """The URL for messages: never its query string, where keys travel."""
+    return str(httpx.URL(url).copy_with(query=None))
 
 
 def _raise_for_status(response: httpx.Response) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Protocol
 
@@ -45,14 +46,14 @@ class LocalStore:
 
     def put_file(self, local: Path, name: str, content_type: str = "application/octet-stream") -> str:
         target = self._target(name)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # unique per thread
         shutil.copyfile(local, tmp)
         os.replace(tmp, target)
         return target.as_uri()
 
     def put_bytes(self, data: bytes, name: str, content_type: str = "application/octet-stream") -> str:
         target = self._target(name)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # unique per thread
         tmp.write_bytes(data)
         os.replace(tmp, target)
         return target.as_uri()

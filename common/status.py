@@ -34,7 +34,7 @@ def decode_pubsub(data: Any) -> Event:
 
 
 def handle_pubsub(data: Any) -> Job | None:
-    """Apply the event in a Pub/Sub push. Poison events are logged and acked (returns None).
+    """Apply the event in a Pub/Sub push. Poison events are kept in ``dead_events`` and acked (returns None).
 
     Raises:
         Exception: only for transient failures (Firestore unavailable), so Pub/Sub redelivers.
@@ -44,7 +44,12 @@ def handle_pubsub(data: Any) -> Job | None:
     try:
         event = decode_pubsub(data)
     except PoisonEvent as exc:
-        log.error("dropping unreadable event: %s", exc)
+        from common.dlq import record
+
+        message = data.get("message", {}) if isinstance(data, dict) else {}
+        raw = base64.b64decode(message.get("data") or b"") if isinstance(message, dict) else b""
+        log.error("unreadable event %s kept in dead_events: %s", message.get("messageId"), exc)
+        record(str(message.get("messageId") or ""), raw, str(exc), message.get("attributes"))
         return None
     job = record_event(event)
     log.info("applied %s -> %s", event.id, job.status if job else "?")

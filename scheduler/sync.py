@@ -42,6 +42,7 @@ MIN_BACKOFF = timedelta(seconds=10)
 MAX_BACKOFF = timedelta(seconds=300)
 MAX_DOUBLINGS = 3
 ATTEMPT_DEADLINE = timedelta(seconds=60)
+REAPER_CRON = "*/10 * * * *"
 #: Cloud Scheduler's defaults, for comparing with live jobs that omit them.
 _DEFAULT_DEADLINE = 180.0
 _UTC_NAMES = {"", "utc", "etc/utc", "etc/uct", "uct", "zulu", "etc/zulu", "gmt", "etc/gmt", "universal"}
@@ -89,8 +90,12 @@ def desired_jobs(
     api_url: str,
     service_account: str,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    reaper: bool = False,
 ) -> list[scheduler_v1.Job]:
     """One job per source that has a schedule (``.name``, ``.schedule.cron``, ``.schedule.time_zone``).
+
+    With ``reaper``, also the maintenance job ``tributary-reaper`` that calls ``POST /v1/reaper:run``
+    every ``REAPER_CRON`` (it fails or re-enqueues stuck jobs, see ``common/reaper.py``).
 
     ``overrides`` (``{source: {cron, time_zone, paused}}``) wins over the source's own schedule; a source
     without a schedule gets a job only when an override gives it a cron. Jobs come sorted by name.
@@ -118,7 +123,9 @@ def desired_jobs(
             "uri": f"{base}/v1/jobs",
             "http_method": scheduler_v1.HttpMethod.POST,
             "headers": {"Content-Type": "application/json"},
-            "body": json.dumps({"source": name, "params": {}}, separators=(",", ":")).encode(),
+            "body": json.dumps(
+                {"source": name, "params": dict(getattr(source, "daily_params", None) or {})}, separators=(",", ":")
+            ).encode(),
         }
         if service_account:
             target["oidc_token"] = {"service_account_email": service_account, "audience": base}
@@ -138,6 +145,33 @@ def desired_jobs(
                 },
                 attempt_deadline=ATTEMPT_DEADLINE,
                 state=Job.State.PAUSED if override.get("paused") else Job.State.ENABLED,
+            )
+        )
+    if reaper:
+        target = {
+            "uri": f"{base}/v1/reaper:run",
+            "http_method": scheduler_v1.HttpMethod.POST,
+            "headers": {"Content-Type": "application/json"},
+            "body": b"{}",
+        }
+        if service_account:
+            target["oidc_token"] = {"service_account_email": service_account, "audience": base}
+        jobs.append(
+            Job(
+                name=f"{parent}/jobs/{JOB_PREFIX}reaper",
+                description="Tributary: fail or re-enqueue jobs that stopped making progress",
+                schedule=REAPER_CRON,
+                time_zone="UTC",
+                http_target=target,
+                retry_config={
+                    "retry_count": 1,
+                    "min_backoff_duration": MIN_BACKOFF,
+                    "max_backoff_duration": MAX_BACKOFF,
+                    "max_doublings": MAX_DOUBLINGS,
+                    "max_retry_duration": timedelta(0),
+                },
+                attempt_deadline=ATTEMPT_DEADLINE,
+                state=Job.State.ENABLED,
             )
         )
     return sorted(jobs, key=lambda job: job.name)
@@ -373,6 +407,7 @@ def sync(
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     prune: bool = False,
     dry_run: bool = False,
+    reaper: bool = False,
 ) -> tuple[Plan, ApplyResult]:
     """Plan and apply in one call."""
     desired = desired_jobs(
@@ -382,6 +417,7 @@ def sync(
         api_url=api_url,
         service_account=service_account,
         overrides=overrides,
+        reaper=reaper,
     )
     the_plan = plan(desired, live_jobs(client, project, region))
     return the_plan, apply(the_plan, client, prune=prune, dry_run=dry_run)
@@ -436,6 +472,7 @@ def sync_schedules(
         overrides=overrides,
         prune=prune,
         dry_run=dry_run,
+        reaper=True,
     )
 
 

@@ -60,8 +60,11 @@ def test_the_same_job_twice_is_one_job_and_one_task(api) -> None:
 
 def test_idempotency_key_names_the_job(api) -> None:
     a = api.post("/v1/jobs", json={"source": "gdelt", "params": {}}, headers={"Idempotency-Key": "n8n-run-1"})
-    b = api.post("/v1/jobs", json={"source": "gdelt", "params": {"slot": "20240115120000"}},
-                 headers={"Idempotency-Key": "n8n-run-1"})  # fmt: skip
+    b = api.post(
+        "/v1/jobs",
+        json={"source": "gdelt", "params": {"slot": "20240115120000"}},
+        headers={"Idempotency-Key": "n8n-run-1"},
+    )
     assert a.get_json()["job_id"] == b.get_json()["job_id"]
 
 
@@ -77,12 +80,20 @@ def test_idempotency_key_names_the_job(api) -> None:
         ({"json": {"source": "gdelt", "params": {"slot": "20240115121000"}}}, 400, "invalid_params", "params.slot"),
         ({"json": {"source": "gdelt", "params": "x"}}, 400, "invalid_request", "params"),
         ({"data": b"source=gdelt", "content_type": "text/plain"}, 415, "unsupported_media_type", None),
-        ({"data": b'{"source":"' + b"x" * 70000 + b'"}', "content_type": "application/json"}, 413,
-         "body_too_large", None),
-        ({"json": {"source": "gdelt"}, "headers": {"Idempotency-Key": "k" * 300}}, 400, "invalid_header",
-         "Idempotency-Key"),
+        (
+            {"data": b'{"source":"' + b"x" * 70000 + b'"}', "content_type": "application/json"},
+            413,
+            "body_too_large",
+            None,
+        ),
+        (
+            {"json": {"source": "gdelt"}, "headers": {"Idempotency-Key": "k" * 300}},
+            400,
+            "invalid_header",
+            "Idempotency-Key",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_answers_4xx_json_naming_the_problem_and_creates_nothing(api, kwargs, status, code, field) -> None:
     r = api.post("/v1/jobs", **kwargs)
     assert r.status_code == status, r.get_data(as_text=True)

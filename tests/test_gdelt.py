@@ -191,8 +191,9 @@ def test_latest_is_one_job_per_15_minute_window() -> None:
 def _ctx(server: ReplayServer, tmp_path: Path) -> Context:
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
-    return Context(http=Http(), base_url=f"{server.url}/gdelt", workdir=work, state=SourceState(),
-                   now=datetime.now(UTC))  # fmt: skip
+    return Context(
+        http=Http(), base_url=f"{server.url}/gdelt", workdir=work, state=SourceState(), now=datetime.now(UTC)
+    )
 
 
 def test_plan_fetch_and_write_a_slot(tmp_path: Path) -> None:

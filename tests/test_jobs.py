@@ -46,8 +46,10 @@ def test_any_order_of_the_same_events_gives_the_same_job() -> None:
         ev(EventType.succeeded, 9, attempt=2, records=7),
     ]
     outcomes = {replay(list(order)).model_dump_json() for order in itertools.permutations(events)}
-    results = {(replay(list(o)).status, replay(list(o)).records, replay(list(o)).attempt) for o in
-               itertools.permutations(events)}  # fmt: skip
+    results = {
+        (replay(list(o)).status, replay(list(o)).records, replay(list(o)).attempt)
+        for o in itertools.permutations(events)
+    }
     assert results == {(JobStatus.succeeded, 7, 2)}
     assert len(outcomes) == 1, "started_at too must not depend on order"
 
@@ -60,8 +62,9 @@ def test_terminal_states_are_final() -> None:
 
 
 def test_first_terminal_event_wins() -> None:
-    job = replay([ev(EventType.succeeded, 2, records=3), ev(EventType.failed, 1, error={"kind": "permanent",
-                                                                                       "message": "x"})])  # fmt: skip
+    job = replay(
+        [ev(EventType.succeeded, 2, records=3), ev(EventType.failed, 1, error={"kind": "permanent", "message": "x"})]
+    )
     assert job.status is JobStatus.succeeded
 
 

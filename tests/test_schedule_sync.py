@@ -286,7 +286,9 @@ def test_sync_schedules_uses_settings_and_the_configured_client(cli_env, client,
     monkeypatch.setenv("TRIBUTARY_SCHEDULE_OVERRIDES", str(overrides))
     monkeypatch.setenv("TRIBUTARY_API_URL", "http://127.0.0.1:8099")
     the_plan, result = sync_schedules(sources=SOURCES)
-    assert len(the_plan.create) == 2 and result.paused == [f"{PARENT}/jobs/tributary-fred"]
+    created = sorted(j.name.rsplit("/", 1)[-1] for j in the_plan.create)
+    assert created == ["tributary-fred", "tributary-gdelt", "tributary-reaper"], "two sources and the reaper"
+    assert result.paused == [f"{PARENT}/jobs/tributary-fred"]
     fred = client.get_job(name=f"{PARENT}/jobs/tributary-fred")
     assert fred.http_target.uri == "http://127.0.0.1:8099/v1/jobs"
     assert fred.http_target.oidc_token.service_account_email == SA

@@ -12,10 +12,13 @@ import os
 from common.errors import ConfigError
 from common.sources.base import Source
 from common.sources.comtrade import Comtrade
+from common.sources.fred import Fred
 from common.sources.gdelt import Gdelt
 from common.sources.ofac import Ofac
+from common.sources.reliefweb import ReliefWeb
+from common.sources.worldbank import WorldBank
 
-BUILTIN: tuple[Source, ...] = (Gdelt(), Comtrade(), Ofac())
+BUILTIN: tuple[Source, ...] = (Gdelt(), Fred(), Comtrade(), ReliefWeb(), WorldBank(), Ofac())
 
 
 def _extra() -> tuple[Source, ...]:

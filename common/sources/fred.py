@@ -172,6 +172,16 @@ class Fred(Source):
             out["as_of"] = today.isoformat()
         return out
 
+    def backfill(self, start: datetime, end: datetime, params: Params, ctx: Context) -> list[dict[str, Any]]:
+        """One child job over the vintages of ``[start, end)``: the values current on its first day and
+        every vintage published until its last. Its parts cut the window under FRED's vintage cap
+        themselves, so splitting the range into more jobs would only add overlapping snapshots.
+        """
+        assert isinstance(params, FredParams)
+        first, last = start.date(), (end - timedelta(microseconds=1)).date()
+        base = params.model_dump(mode="json", exclude_none=True, exclude={"realtime_start", "realtime_end"})
+        return [{**base, "realtime_start": first.isoformat(), "realtime_end": max(first, last).isoformat()}]
+
     def plan(self, params: Params, ctx: Context) -> list[Part]:
         """One part per series. Incremental parts cover the vintages after the series' cursor up to yesterday.
 

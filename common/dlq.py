@@ -1,0 +1,131 @@
+"""Dead letters: status events that could not be applied, for an operator to inspect and re-apply.
+
+Two places hold them:
+- ``dead_events/{message_id}`` in Firestore: events the status function could never read (bad JSON,
+  unknown schema). It records them and acks, so Pub/Sub does not redeliver them forever.
+- the ``ingest-events-dead`` topic: events that kept failing transiently until Pub/Sub's
+  ``max_delivery_attempts`` (set by deploy.sh). The pull subscription ``ingest-events-dead-pull``
+  holds them.
+
+``replay`` applies each again through the same code as the status function; what applies is removed.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from common.settings import settings
+
+DEAD_EVENTS = "dead_events"
+DEAD_SUBSCRIPTION = "ingest-events-dead-pull"
+
+
+@dataclass
+class DeadLetter:
+    id: str
+    where: str  # "firestore" | "pubsub"
+    reason: str
+    data: bytes
+    received_at: str
+    ack_id: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        preview = self.data[:120].decode("utf-8", errors="replace")
+        return {
+            "id": self.id,
+            "where": self.where,
+            "reason": self.reason,
+            "received_at": self.received_at,
+            "preview": preview,
+        }
+
+
+def record(message_id: str, raw: bytes, reason: str, attributes: dict[str, str] | None = None) -> None:
+    """Keep an unreadable event (idempotent: the Pub/Sub message id names it)."""
+    from common.clients import firestore
+
+    doc = firestore().collection(DEAD_EVENTS).document(message_id or "unknown")
+    doc.set(
+        {
+            "reason": reason,
+            "data": base64.b64encode(raw).decode(),
+            "attributes": attributes or {},
+            "received_at": datetime.now(UTC).isoformat(),
+        }
+    )
+
+
+def _subscription() -> str:
+    return f"projects/{settings().project}/subscriptions/{DEAD_SUBSCRIPTION}"
+
+
+def list_dead(*, limit: int = 100) -> list[DeadLetter]:
+    """Dead letters from Firestore and the dead-letter subscription (left there: nothing is acked)."""
+    from google.api_core.exceptions import NotFound
+
+    from common.clients import firestore, subscriber
+
+    out = [
+        DeadLetter(
+            id=d.id,
+            where="firestore",
+            reason=(v := d.to_dict())["reason"],
+            data=base64.b64decode(v["data"]),
+            received_at=v["received_at"],
+        )
+        for d in firestore().collection(DEAD_EVENTS).limit(limit).stream()
+    ]
+    try:
+        response = subscriber().pull(request={"subscription": _subscription(), "max_messages": limit}, timeout=10)
+    except NotFound:
+        return out
+    for m in response.received_messages:
+        out.append(
+            DeadLetter(
+                id=m.message.message_id,
+                where="pubsub",
+                reason="delivery attempts exhausted",
+                data=m.message.data,
+                received_at=m.message.publish_time.isoformat(),
+                ack_id=m.ack_id,
+            )
+        )
+    if response.received_messages:  # hand them back at once, so list stays read-only
+        subscriber().modify_ack_deadline(
+            request={
+                "subscription": _subscription(),
+                "ack_deadline_seconds": 0,
+                "ack_ids": [m.ack_id for m in response.received_messages],
+            }
+        )
+    return out
+
+
+def replay(ids: set[str] | None = None) -> list[tuple[str, str]]:
+    """Apply dead letters again (all, or those in ``ids``); returns ``(id, outcome)`` for each one tried."""
+    from common.clients import firestore, subscriber
+    from common.events import Event
+    from common.store import record_event
+
+    results = []
+    for letter in list_dead(limit=1000):
+        if ids is not None and letter.id not in ids:
+            continue
+        try:
+            event = Event.from_bytes(letter.data)
+        except ValueError as exc:
+            results.append((letter.id, f"still unreadable: {exc}"))
+            continue
+        job = record_event(event)
+        results.append((letter.id, f"applied: job {event.data.job_id} is {job.status.value if job else '?'}"))
+        if letter.where == "firestore":
+            firestore().collection(DEAD_EVENTS).document(letter.id).delete()
+        else:
+            response = subscriber().pull(request={"subscription": _subscription(), "max_messages": 1000}, timeout=10)
+            acks = [m.ack_id for m in response.received_messages if m.message.message_id == letter.id]
+            if acks:
+                subscriber().acknowledge(request={"subscription": _subscription(), "ack_ids": acks})
+    return results
