@@ -13,7 +13,7 @@ The shell format is one record per line, fields separated by tabs, ``-`` for an 
     const     KEY       VALUE
     queue     SOURCE    QUEUE  RATE  CONCURRENT  ATTEMPTS  MIN_BACKOFF  MAX_BACKOFF  DOUBLINGS
     function  KIND      NAME   ENTRY_POINT  MEMORY  TIMEOUT  MAX_INSTANCES  SOURCE  ENV  SECRETS
-    secret    SOURCE    NAME   ENV_VAR
+    secret    OWNER     NAME   ENV_VAR  ACCOUNT            (OWNER: a source, or "api" for the API keys)
     index     COLLECTION  FIELD  ORDER_FIELD
     schedule  SOURCE    CRON   TIME_ZONE
 
@@ -66,6 +66,7 @@ _SOURCE_NAME = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
 _QUEUE_ID = re.compile(r"^[A-Za-z0-9-]{1,100}$")
 _SECRET_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9.:_-]+$")
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$")
 #: A run.app host label (service name, '-', project number) has at most 63 characters.
 _DNS_LABEL = 63
 
@@ -88,9 +89,10 @@ STATUS_SIZE = FunctionSize(memory="512Mi", timeout=60, max_instances=10)
 
 @dataclass(frozen=True)
 class SecretRef:
-    source: str
+    source: str  # the source that declares it, or "api"
     name: str
     env: str
+    account: str = ""  # the runtime service account that reads it
 
     @property
     def flag(self) -> str:
@@ -147,6 +149,8 @@ class Plan:
     secrets: list[SecretRef]
     schedules: list[tuple[str, str, str]]
     indexes: list[tuple[str, str, str]] = field(default_factory=list)
+    #: Things that will not stop the deploy but may break the deployed functions.
+    warnings: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -159,13 +163,32 @@ class Plan:
         for key, value in self.consts.items():
             yield ("const", key, value)
         for q in self.queues:
-            yield ("queue", q.source, q.name, q.max_dispatches_per_second, str(q.max_concurrent_dispatches),
-                   str(q.max_attempts), q.min_backoff, q.max_backoff, str(q.max_doublings))  # fmt: skip
+            yield (
+                "queue",
+                q.source,
+                q.name,
+                q.max_dispatches_per_second,
+                str(q.max_concurrent_dispatches),
+                str(q.max_attempts),
+                q.min_backoff,
+                q.max_backoff,
+                str(q.max_doublings),
+            )
         for fn in self.functions:
-            yield ("function", fn.kind, fn.name, fn.entry_point, fn.memory, fn.timeout, str(fn.max_instances),
-                   fn.source or "-", fn.env_flag, fn.secrets_flag or "-")  # fmt: skip
+            yield (
+                "function",
+                fn.kind,
+                fn.name,
+                fn.entry_point,
+                fn.memory,
+                fn.timeout,
+                str(fn.max_instances),
+                fn.source or "-",
+                fn.env_flag,
+                fn.secrets_flag or "-",
+            )
         for s in self.secrets:
-            yield ("secret", s.source, s.name, s.env)
+            yield ("secret", s.source, s.name, s.env, s.account)
         for collection, fld, order in self.indexes:
             yield ("index", collection, fld, order)
         for source, cron, zone in self.schedules:
@@ -246,8 +269,13 @@ def build_plan(
     bucket: str | None = None,
     sources: Sequence[Any] | None = None,
     only: str | None = None,
+    api_service_accounts: Sequence[str] = (),
+    api_keys_secret: str | None = None,
 ) -> Plan:
     """The deployment of ``sources`` (default: the registry) to ``project`` in ``region``.
+
+    ``api_service_accounts`` may call the api with their ID tokens (besides the invoker);
+    ``api_keys_secret`` names the Secret Manager secret holding ``TRIBUTARY_API_KEYS`` (hashed keys).
 
     Raises:
         PlanError: an unknown source in ``only``, or a name Google would refuse.
@@ -281,14 +309,24 @@ def build_plan(
         "TRIBUTARY_OUTPUT_URI": output_uri,
         "TRIBUTARY_INGEST_URL": ingest_template,
         "TRIBUTARY_INVOKER_SERVICE_ACCOUNT": accounts["invoker"],
+        # common.auth: verify every request (fail closed), and the api's own URL is its token audience.
+        "TRIBUTARY_AUTH": "on",
+        "TRIBUTARY_API_URL": api_url,
     }
     # Settings that change resource names travel with the functions when they differ from the defaults.
     if s.queue_prefix != defaults.queue_prefix:
         env["TRIBUTARY_QUEUE_PREFIX"] = s.queue_prefix
     if s.topic != defaults.topic:
         env["TRIBUTARY_TOPIC"] = s.topic
+    warnings = []
     if extra := os.environ.get("TRIBUTARY_EXTRA_SOURCES", "").strip():
         env["TRIBUTARY_EXTRA_SOURCES"] = extra
+        for entry in filter(None, (e.strip() for e in extra.split(","))):
+            if entry.split(".", 1)[0] not in PACKAGES:
+                warnings.append(
+                    f"TRIBUTARY_EXTRA_SOURCES entry {entry!r} lives outside {', '.join(PACKAGES)}: "
+                    "the staged functions will not contain it, so they will fail to import it"
+                )
 
     consts = {
         "project": project,
@@ -352,7 +390,7 @@ def build_plan(
         for secret in src.secrets:
             if not _SECRET_NAME.match(secret):
                 raise PlanError(f"source {src.name!r}: {secret!r} is not a valid Secret Manager secret id")
-            refs.append(SecretRef(source=src.name, name=secret, env=env_name(secret)))
+            refs.append(SecretRef(source=src.name, name=secret, env=env_name(secret), account=accounts["ingest"]))
         secrets.extend(refs)
         name = function_name("ingest", src.name)
         run_url(name, project_number, region)  # checks the URL can be predicted
@@ -376,7 +414,26 @@ def build_plan(
         if schedule is not None:
             schedules.append((src.name, " ".join(schedule.cron.split()), schedule.time_zone))
 
-    for kind, size in (("status", STATUS_SIZE), ("api", API_SIZE)):
+    # The push's token audience is the status URL (there is no default for it in common.auth).
+    status_env = {**env, "TRIBUTARY_OIDC_AUDIENCE": status_url}
+    api_env = dict(env)
+    for email in api_service_accounts:
+        if not _EMAIL.match(email):
+            raise PlanError(f"{email!r} is not a service account email")
+    if api_service_accounts:
+        api_env["TRIBUTARY_OIDC_ALLOWED_SERVICE_ACCOUNTS"] = ",".join(api_service_accounts)
+    api_secrets: tuple[SecretRef, ...] = ()
+    if api_keys_secret:
+        if not _SECRET_NAME.match(api_keys_secret):
+            raise PlanError(f"{api_keys_secret!r} is not a valid Secret Manager secret id")
+        api_secrets = (
+            SecretRef(source="api", name=api_keys_secret, env="TRIBUTARY_API_KEYS", account=accounts["api"]),
+        )
+        secrets.extend(api_secrets)
+    for kind, size, fn_env, fn_secrets in (
+        ("status", STATUS_SIZE, status_env, ()),
+        ("api", API_SIZE, api_env, api_secrets),
+    ):
         functions.append(
             FunctionPlan(
                 kind=kind,
@@ -385,7 +442,8 @@ def build_plan(
                 memory=size.memory,
                 timeout=seconds(size.timeout),
                 max_instances=size.max_instances,
-                env=dict(env),
+                env=fn_env,
+                secrets=fn_secrets,
             )
         )
     from common.store import JOBS
@@ -402,6 +460,7 @@ def build_plan(
         secrets=secrets,
         schedules=schedules,
         indexes=indexes,
+        warnings=warnings,
     )
 
 
@@ -463,6 +522,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--project-number", default=NUMBER_PLACEHOLDER)
     parser.add_argument("--bucket")
     parser.add_argument("--sources", help="comma-separated subset of the registered sources")
+    parser.add_argument("--api-service-accounts", default="", help="comma-separated emails allowed to call the api")
+    parser.add_argument("--api-keys-secret", help="Secret Manager secret holding TRIBUTARY_API_KEYS")
     parser.add_argument("--stage", choices=ENTRY_POINTS, help="write a deployable tree for this function")
     parser.add_argument("--dest", type=Path, help="where --stage writes")
     args = parser.parse_args(argv)
@@ -480,10 +541,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             project_number=args.project_number,
             bucket=args.bucket,
             only=args.sources,
+            api_service_accounts=[a for a in args.api_service_accounts.split(",") if a],
+            api_keys_secret=args.api_keys_secret,
         )
     except PlanError as exc:
         print(f"deploy_plan: {exc}", file=sys.stderr)
         return 2
+    for warning in plan.warnings:
+        print(f"deploy_plan: warning: {warning}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps(plan.as_json(), indent=2))
     else:

@@ -66,6 +66,7 @@ def _plan(api_url: str, config: Path | None) -> tuple[Plan, Any]:
             api_url=api_url,
             service_account=s.invoker_service_account,
             overrides=overrides,
+            reaper=True,
         )
     except (ValueError, RuntimeError) as exc:
         typer.secho(str(exc), err=True, fg="red")

@@ -257,13 +257,15 @@ def test_cli_diff_sync_and_prune(cli_env, client, tmp_path: Path) -> None:
 
     out = runner.invoke(schedule_cli.schedule_app, ["sync", "--dry-run"])
     assert out.exit_code == 0, out.output
-    assert "Dry run: would 2 create" in out.output
+    assert "Dry run: would 3 create" in out.output, "two sources and the reaper"
     assert names(client) == []
 
     out = runner.invoke(schedule_cli.schedule_app, ["sync", "--api-url", "http://127.0.0.1:8090"])
     assert out.exit_code == 0, out.output
-    assert names(client) == ["tributary-fred", "tributary-gdelt"]
+    assert names(client) == ["tributary-fred", "tributary-gdelt", "tributary-reaper"]
     assert client.get_job(name=f"{PARENT}/jobs/tributary-fred").http_target.uri == "http://127.0.0.1:8090/v1/jobs"
+    reaper = client.get_job(name=f"{PARENT}/jobs/tributary-reaper")
+    assert reaper.http_target.uri == "http://127.0.0.1:8090/v1/reaper:run"
 
     overrides = tmp_path / "o.toml"
     overrides.write_text('[gdelt]\ncron = "0 * * * *"\n')
@@ -275,7 +277,7 @@ def test_cli_diff_sync_and_prune(cli_env, client, tmp_path: Path) -> None:
 
     out = runner.invoke(schedule_cli.schedule_app, ["sync", "--prune"])  # back to the default API URL
     assert out.exit_code == 0, out.output
-    assert "did 0 create, 2 update" in out.output
+    assert "did 0 create, 3 update" in out.output
     out = runner.invoke(schedule_cli.schedule_app, ["diff"])
     assert "In sync" in out.output
 

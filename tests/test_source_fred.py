@@ -754,6 +754,7 @@ def test_refused_key_is_permanent_names_the_secret_and_never_leaks_it(
     root = replay_dir(tmp_path / "replay", [route])
     (root / "fred" / "refused.json").write_bytes(body)
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # setup_logging() quiets httpx; this test reads its lines
     with ReplayServer(root) as server, Http(max_tries=1) as http, pytest.raises(PermanentError) as err:
         run_job({"series": ["GDP"]}, http, server.url + "/fred", tmp_path, state=SourceState())
     assert "FRED refused the API key" in err.value.message and "FRED_API_KEY" in err.value.message
@@ -763,6 +764,7 @@ def test_refused_key_is_permanent_names_the_secret_and_never_leaks_it(
 
 def test_key_never_in_output_names_logs_or_connection_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")
     root = replay_dir(tmp_path / "replay")
     with ReplayServer(root) as server, Http(max_tries=1) as http:
         results, store = run_job({"series": ["GDP"]}, http, server.url + "/fred", tmp_path, state=SourceState())
