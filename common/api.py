@@ -6,6 +6,7 @@ Every bad request answers 4xx with ``{"error": {"code", "message", "field"}}`` a
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,8 @@ log = logging.getLogger("tributary.api")
 
 MAX_BODY = 64 * 1024
 MAX_LIMIT = 500
+#: What job and batch ids look like. Anything else names nothing (and Firestore refuses ids like "__x__").
+ID_RE = re.compile(r"^(?!__.*__$)[A-Za-z0-9_-]{1,200}$")
 
 
 class ApiError(Exception):
@@ -57,6 +60,7 @@ ROUTES = Map(
         Rule("/api/v1/ingest/run-daily", methods=["POST"], endpoint="run_daily"),
         Rule("/api/v1/ingest/jobs/<job_id>", methods=["GET"], endpoint="get_any"),
         Rule("/healthz", methods=["GET"], endpoint="health"),
+        Rule("/v1/openapi.json", methods=["GET"], endpoint="openapi"),
     ],
     strict_slashes=False,
 )
@@ -179,9 +183,7 @@ def submit_job(*, query: dict[str, str], headers: dict[str, str], body: bytes) -
 def get_job(*, job_id: str, **_: Any) -> Response:
     from common.store import get_job as load
 
-    if len(job_id) > 200:
-        raise ApiError(400, "invalid_job_id", "job_id is too long", field="job_id")
-    job = load(job_id)
+    job = load(job_id) if ID_RE.match(job_id) else None
     if job is None:
         raise ApiError(404, "job_not_found", f"no job {job_id!r}", field="job_id")
     return job.public(), 200, {}
@@ -322,7 +324,7 @@ def submit_backfill(*, query: dict[str, str], headers: dict[str, str], body: byt
 def get_backfill(*, batch_id: str, **_: Any) -> Response:
     from common import batches
 
-    batch = batches.load(batch_id) if len(batch_id) <= 200 else None
+    batch = batches.load(batch_id) if ID_RE.match(batch_id) else None
     if batch is None:
         raise ApiError(404, "batch_not_found", f"no backfill {batch_id!r}", field="batch_id")
     return batches.describe(batch), 200, {}
@@ -364,7 +366,7 @@ def run_daily(*, query: dict[str, str], headers: dict[str, str], body: bytes) ->
     batch = batches.Batch(batch_id=batch_id, kind="run-daily", start=day.isoformat(), end=day.isoformat())
     jobs = []
     for source in due:
-        job, _ = submit(
+        job, new = submit(
             source.name,
             dict(source.daily_params),
             idempotency_key=f"{batch_id}-{source.name}",
@@ -372,6 +374,7 @@ def run_daily(*, query: dict[str, str], headers: dict[str, str], body: bytes) ->
             batch_id=batch_id,
         )
         jobs.append(job)
+        batch.created += int(new)
     batch.total = len(jobs)
     batch.reused = sum(1 for j in jobs if j.batch_id != batch_id)
     stored = batches.save(batch)
@@ -384,7 +387,7 @@ def get_any(*, job_id: str, **kwargs: Any) -> Response:
     from common import batches
     from common.store import list_jobs as load_jobs
 
-    batch = batches.load(job_id) if len(job_id) <= 200 else None
+    batch = batches.load(job_id) if ID_RE.match(job_id) else None
     if batch is None:
         return get_job(job_id=job_id, **kwargs)
     out = batches.describe(batch)
@@ -401,7 +404,14 @@ def run_reaper(*, query: dict[str, str], **_: Any) -> Response:
     return {"reaped": [r.__dict__ for r in done]}, 200, {}
 
 
+def openapi(**_: Any) -> Response:
+    from common.openapi import document
+
+    return document(), 200, {}
+
+
 HANDLERS = {
+    "openapi": openapi,
     "run_reaper": run_reaper,
     "submit_backfill": submit_backfill,
     "get_backfill": get_backfill,
