@@ -70,7 +70,7 @@ def handle(method: str, path: str, *, query: dict[str, str], headers: dict[str, 
     """Route one request. Answers (json, status, headers); never raises."""
     try:
         endpoint, args = ROUTES.bind("api").match(path, method=method)
-        handler = HANDLERS[endpoint]
+        handler: Any = HANDLERS[endpoint]
         return handler(query=query, headers=headers, body=body, **args)
     except ApiError as exc:
         return exc.body(), exc.status, {}

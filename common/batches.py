@@ -142,8 +142,14 @@ def counts(batch_id: str) -> dict[str, int]:
         query = jobs.where(filter=FieldFilter("batch_id", "==", batch_id)).where(
             filter=FieldFilter("status", "==", status.value)
         )
-        out[status.value] = int(query.count().get()[0][0].value)
+        out[status.value] = _count(query)
     return out
+
+
+def _count(query: Any) -> int:
+    """The result of a count aggregation (one result set holding one aggregate)."""
+    result: Any = query.count().get()
+    return int(result[0][0].value)
 
 
 def overall(c: dict[str, int], total: int) -> str:

@@ -16,7 +16,7 @@ from common.settings import settings
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from google.cloud import firestore as _firestore
-    from google.cloud import pubsub_v1, scheduler_v1, tasks_v2
+    from google.cloud import pubsub_v1, scheduler_v1, tasks_v2  # type: ignore[attr-defined]
 
 _lock = threading.Lock()
 
@@ -47,7 +47,7 @@ def firestore() -> _firestore.Client:
 def publisher() -> pubsub_v1.PublisherClient:
     """The Pub/Sub publisher (the emulator when ``PUBSUB_EMULATOR_HOST`` is set)."""
     with _lock:
-        from google.cloud import pubsub_v1
+        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
         s = settings()
         if s.pubsub_emulator_host:
@@ -61,7 +61,7 @@ def publisher() -> pubsub_v1.PublisherClient:
 def subscriber() -> pubsub_v1.SubscriberClient:
     """The Pub/Sub subscriber, for admin work (subscriptions, dead letters)."""
     with _lock:
-        from google.cloud import pubsub_v1
+        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
         s = settings()
         if s.pubsub_emulator_host:
@@ -115,7 +115,7 @@ def scheduler() -> scheduler_v1.CloudSchedulerClient:
 def storage() -> Any:
     """The Cloud Storage client, for gs:// outputs."""
     with _lock:
-        from google.cloud import storage as gcs
+        from google.cloud import storage as gcs  # type: ignore[attr-defined]
 
         return gcs.Client(project=settings().project)
 

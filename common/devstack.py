@@ -32,6 +32,7 @@ DEFAULT_PORTS = {
     "tasks": 8123,
     "scheduler": 8124,
     "scheduler_admin": 8125,
+    "certs": 8126,
     "replay": 8090,
     "api": 8080,
     "ingest": 8081,
@@ -39,6 +40,10 @@ DEFAULT_PORTS = {
 }
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 STARTUP_TIMEOUT = 60.0
+#: TRIBUTARY_AUTH per function in the stack (docs/security.md): the emulators' tasks carry ID tokens, so ingest
+#: verifies them; the Pub/Sub emulator sends none (docs/google-quirks.md), so status cannot; the api stays open
+#: locally (the CLI, n8n and tests call it without credentials) unless StackConfig.auth turns it on.
+LOCAL_AUTH = {"api": "off", "ingest": "on", "status": "off"}
 
 
 def sdk_root() -> Path:
@@ -54,12 +59,12 @@ def sdk_root() -> Path:
             return Path(guess)
     gcloud = shutil.which("gcloud")
     if gcloud:
-        env = {**os.environ, "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false", "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
+        gcloud_env = {**os.environ, "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false", "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
         out = subprocess.run(
             [gcloud, "info", "--format=value(installation.sdk_root)"],
             capture_output=True,
             text=True,
-            env=env,
+            env=gcloud_env,
             timeout=60,
             check=False,
         )
@@ -182,6 +187,10 @@ class StackConfig:
     env: dict[str, str] = field(default_factory=dict)
     #: Pick free ports instead of the defaults (tests).
     auto_ports: bool = False
+    #: TRIBUTARY_AUTH ("on" | "off") per function; see LOCAL_AUTH.
+    auth: dict[str, str] = field(default_factory=lambda: dict(LOCAL_AUTH))
+    #: Extra command-line flags per component, e.g. ``{"tasks": ["--duplicate-deliveries", "3"]}``.
+    extra_args: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -213,6 +222,7 @@ class Stack:
         self.config = config
         self.state_dir = config.state_dir.resolve()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._commands: dict[str, tuple[list[str], dict[str, str]]] = {}
         self.ports: dict[str, int] = {}
         self.env: dict[str, str] = {}
 
@@ -229,6 +239,8 @@ class Stack:
             self.ports[name] = port
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        self._commands[name] = (list(argv), dict(env or {}))  # for restart()
+        argv = [*argv, *self.config.extra_args.get(name, [])]
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log = (logs / f"{name}.log").open("ab")
@@ -284,6 +296,9 @@ class Stack:
         self._choose_ports()
         host, p = self.config.host, self.ports
         key = str(self.state_dir / "oidc-key.pem")
+        from common.emulators.oidc import LocalSigner
+
+        LocalSigner(key)  # create the shared key once, before any child loads it
         try:
             progress("starting the Pub/Sub and Firestore emulators")
             self.start_google_emulators()
@@ -300,8 +315,12 @@ class Stack:
                     "--port",
                     str(p["replay"]),
                 )
+            self._python(
+                "certs", "common.emulators.certs", "--host", host, "--port", str(p["certs"]), "--oidc-key-file", key
+            )
             self.env = self._function_env(Path(key))
             self._wait("tasks", tcp_ready(p["tasks"]), "the Tasks emulator")
+            self._wait("certs", tcp_ready(p["certs"]), "the OIDC certs server")
             if self.config.scheduler:
                 progress("starting the Cloud Scheduler emulator")
                 self._python(
@@ -333,7 +352,7 @@ class Stack:
                     "--port",
                     str(p[name]),
                 ]
-                self._spawn(name, argv, self.env)
+                self._spawn(name, argv, {**self.env, "TRIBUTARY_AUTH": self.config.auth.get(name, "on")})
             progress("creating the topic, the push subscription and the queues")
             self._provision()
             for name in ("ingest", "status"):
@@ -367,6 +386,7 @@ class Stack:
             "pubsub_emulator_host": f"{host}:{p['pubsub']}",
             "firestore_emulator_host": f"{host}:{p['firestore']}",
             "tasks_emulator_host": f"{host}:{p['tasks']}",
+            "oidc_certs_url": f"http://{host}:{p['certs']}/oauth2/v3/certs",
             "output_uri": self.env.get("TRIBUTARY_OUTPUT_URI", ""),
         }
         if self.config.scheduler:
@@ -389,6 +409,10 @@ class Stack:
             "TRIBUTARY_INGEST_URL": f"http://{host}:{p['ingest']}/{{source}}",
             "TRIBUTARY_OUTPUT_URI": (self.state_dir / "data").as_uri(),
             "TRIBUTARY_OIDC_KEY_FILE": str(key_file),
+            # Tasks and schedules carry ID tokens of this account, verified against the stack's certs server.
+            "TRIBUTARY_INVOKER_SERVICE_ACCOUNT": f"tributary-invoker@{self.config.project}.iam.gserviceaccount.com",
+            "TRIBUTARY_OIDC_CERTS_URL": f"http://{host}:{p['certs']}/oauth2/v3/certs",
+            "TRIBUTARY_API_URL": f"http://{host}:{p['api']}",
             "TRIBUTARY_NO_SECRET_MANAGER": "1",
         }
         if self.config.scheduler:
@@ -437,6 +461,51 @@ class Stack:
 
             sync_schedules(api_url=self.endpoints()["api_url"])
 
+    # ---- one component (fault injection: kill an instance, restart an emulator) ----------------
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to one component's process group and reap it (SIGKILL: no chance to clean up)."""
+        proc = self.procs[name]
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def start_again(self, name: str, extra_args: list[str] | None = None) -> None:
+        """Start a stopped component again, same command and port (plus ``extra_args``), and wait until it
+        answers. An emulator that keeps state in memory comes back empty: the topic, subscriptions and
+        queues are provisioned again (Firestore documents are not: they are lost).
+
+        Raises:
+            ConfigError: it did not come back within the startup timeout.
+        """
+        argv, env = self._commands[name]
+        self._spawn(name, [*argv, *(extra_args or [])], env)
+        self._commands[name] = (argv, env)  # extra_args are for this run only
+        host, port = self.config.host, self.ports[name]
+        if name in ("pubsub", "firestore"):
+            check = http_ready(f"http://{host}:{port}/")
+        elif name == "api":
+            check = http_ready(f"http://{host}:{port}/healthz")
+        else:
+            check = tcp_ready(port, host)
+        self._wait(name, check, f"the {name} component")
+        if name in ("pubsub", "tasks"):
+            self._provision()
+        if name == "scheduler":
+            self._sync_schedules()
+        if (state := StackState.load(self.state_dir)) is not None:
+            state.pids = {n: p.pid for n, p in self.procs.items()}
+            state.save(self.state_dir / "stack.json")
+
+    def restart(self, name: str, *, sig: int = signal.SIGTERM, extra_args: list[str] | None = None) -> None:
+        """:meth:`kill` one component with ``sig``, then :meth:`start_again` it."""
+        self.kill(name, sig)
+        self.start_again(name, extra_args)
+
     # ---- stop --------------------------------------------------------------------------------
     def _stop_procs(self) -> None:
         stop_groups({name: proc.pid for name, proc in self.procs.items()})
@@ -451,6 +520,8 @@ class Stack:
 
 
 def _alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):  # reap our own exited child: a zombie leader keeps the group
+        os.waitpid(pid, os.WNOHANG)
     try:
         os.killpg(pid, 0)
         return True

@@ -68,16 +68,18 @@ def list_dead(*, limit: int = 100) -> list[DeadLetter]:
 
     from common.clients import firestore, subscriber
 
-    out = [
-        DeadLetter(
-            id=d.id,
-            where="firestore",
-            reason=(v := d.to_dict())["reason"],
-            data=base64.b64decode(v["data"]),
-            received_at=v["received_at"],
+    out = []
+    for doc in firestore().collection(DEAD_EVENTS).limit(limit).stream():
+        v = doc.to_dict() or {}
+        out.append(
+            DeadLetter(
+                id=doc.id,
+                where="firestore",
+                reason=v.get("reason", ""),
+                data=base64.b64decode(v.get("data", "")),
+                received_at=v.get("received_at", ""),
+            )
         )
-        for d in firestore().collection(DEAD_EVENTS).limit(limit).stream()
-    ]
     try:
         response = subscriber().pull(request={"subscription": _subscription(), "max_messages": limit}, timeout=10)
     except NotFound:

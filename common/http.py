@@ -8,6 +8,7 @@ blips; anything longer is raised as :class:`TransientError` for Cloud Tasks to r
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,17 +20,22 @@ import limits
 import limits.storage
 import limits.strategies
 import tenacity
+import tenacity.stop
 
 from common.errors import PermanentError, TransientError, classify_http_status, parse_retry_after
 
-DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
+#: ``TRIBUTARY_HTTP_READ_TIMEOUT`` (seconds between bytes) lowers it, e.g. for the fault-injection suite.
+DEFAULT_TIMEOUT = httpx.Timeout(
+    connect=10.0, read=float(os.environ.get("TRIBUTARY_HTTP_READ_TIMEOUT") or 60.0), write=60.0, pool=10.0
+)
 USER_AGENT = "tributary/0.1 (+https://github.com/tributary)"
 #: In-task retries before the error goes back to Cloud Tasks.
 MAX_TRIES = 3
 #: Never sleep longer than this inside a task for one Retry-After; longer waits go back to the queue.
 MAX_INLINE_WAIT = 30.0
-#: Refuse upstream payloads larger than this (a protective bound, overridable per call).
-DEFAULT_MAX_BYTES = 2 * 1024**3
+#: Refuse upstream payloads larger than this (a protective bound, overridable per call and by
+#: ``TRIBUTARY_MAX_DOWNLOAD_BYTES``).
+DEFAULT_MAX_BYTES = int(os.environ.get("TRIBUTARY_MAX_DOWNLOAD_BYTES") or 2 * 1024**3)
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,14 @@ class Download:
     size: int
     md5: str
     content_type: str
+
+
+class _StopOnLongWait(tenacity.stop.stop_base):
+    """Stop retrying in the task when the upstream asks for a wait longer than ``MAX_INLINE_WAIT``."""
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        return isinstance(exc, TransientError) and (exc.retry_after or 0) > MAX_INLINE_WAIT
 
 
 class Http:
@@ -96,13 +110,11 @@ class Http:
                 return exc.retry_after
             return float(min(2 ** (state.attempt_number - 1), 8))
 
-        def too_long(state: tenacity.RetryCallState) -> bool:
-            exc = state.outcome.exception() if state.outcome else None
-            return isinstance(exc, TransientError) and (exc.retry_after or 0) > MAX_INLINE_WAIT
-
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientError),
-            stop=tenacity.stop_after_attempt(self._max_tries) | tenacity.stop_before_delay(120) | too_long,
+            stop=tenacity.stop_any(
+                tenacity.stop_after_attempt(self._max_tries), tenacity.stop_before_delay(120), _StopOnLongWait()
+            ),
             wait=wait,
             reraise=True,
         )

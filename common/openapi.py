@@ -55,7 +55,7 @@ def _schemas() -> dict[str, Any]:
 
     from common.api import BackfillRequest, JobRequest, RunDailyRequest
 
-    models = [Job, JobList, JobRequest, BackfillRequest, RunDailyRequest, Error, BatchOut]
+    models: list[type[BaseModel]] = [Job, JobList, JobRequest, BackfillRequest, RunDailyRequest, Error, BatchOut]
     _, top = models_json_schema(
         [(m, "validation" if "Request" in m.__name__ else "serialization") for m in models], ref_template=REF
     )

@@ -11,7 +11,7 @@ import os
 import shutil
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from common.settings import settings
 
@@ -69,7 +69,7 @@ class GcsStore:
         bucket, _, prefix = uri.removeprefix("gs://").partition("/")
         self.bucket_name, self.prefix = bucket, prefix.strip("/")
 
-    def _blob(self, name: str):  # type: ignore[no-untyped-def]
+    def _blob(self, name: str) -> Any:
         from common.clients import storage
 
         key = f"{self.prefix}/{name}" if self.prefix else name

@@ -69,7 +69,7 @@ def list_jobs(
 
 def count_parts(job_id: str) -> int:
     """How many parts of the job have stored their result (an aggregation query, not a counter)."""
-    result = _job_ref(job_id).collection(PARTS).count().get()
+    result: Any = _job_ref(job_id).collection(PARTS).count().get()
     return int(result[0][0].value)
 
 
@@ -162,7 +162,8 @@ def finish_if_complete(job_id: str) -> Job | None:
         _update_source(transaction, source_ref, source_snap, new, done)
         return new
 
-    return txn(client.transaction())  # type: ignore[no-any-return]
+    finished: Job = txn(client.transaction())
+    return finished
 
 
 def _update_source(transaction: Any, ref: Any, snap: Any, job: Job, event: Event) -> None:
@@ -191,7 +192,7 @@ def _update_source(transaction: Any, ref: Any, snap: Any, job: Job, event: Event
 def source_state(name: str) -> SourceState:
     """What is known of a source, for incremental planning."""
     snap = firestore().collection(SOURCES).document(name).get()
-    data = snap.to_dict() if snap.exists else {}
+    data: dict[str, Any] = (snap.to_dict() or {}) if snap.exists else {}
     last = data.get("last_success_at")
     return SourceState(
         watermark=data.get("watermark"),
@@ -203,7 +204,7 @@ def source_state(name: str) -> SourceState:
 
 def source_states() -> dict[str, dict[str, Any]]:
     """Every ``sources/{name}`` document, by name."""
-    return {s.id: s.to_dict() for s in firestore().collection(SOURCES).stream()}
+    return {s.id: s.to_dict() or {} for s in firestore().collection(SOURCES).stream()}
 
 
 def now() -> datetime:
