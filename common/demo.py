@@ -70,7 +70,11 @@ def run_demo(state_dir: Path, *, timeout: float, console: Console, out: Console)
     for job in results:
         if job.get("error"):
             out.print(f"[red]{job['source']}[/red]: {job['error']['message']}")
-    for job in results:
-        for uri in job["outputs"]:
-            out.print(f"  {uri}")
+    data_dir = Path(state.endpoints["output_uri"].removeprefix("file://"))
+    written = sorted(
+        str(Path(uri.removeprefix("file://")).relative_to(data_dir)) for job in results for uri in job["outputs"]
+    )
+    out.print(f"{len(written)} objects written under {data_dir}:")
+    for name in written:
+        out.print(f"  {name}")
     return all(j["status"] == "succeeded" for j in results) and len(results) == len(SOURCES)
