@@ -376,7 +376,8 @@ def run_daily(*, query: dict[str, str], headers: dict[str, str], body: bytes) ->
         jobs.append(job)
         batch.created += int(new)
     batch.total = len(jobs)
-    batch.reused = sum(1 for j in jobs if j.batch_id != batch_id)
+    batch.reused_ids = [j.job_id for j in jobs if j.batch_id != batch_id]
+    batch.reused = len(batch.reused_ids)
     stored = batches.save(batch)
     body_out = {**batches.describe(stored), "job_id": stored.batch_id, "jobs": [j.job_id for j in jobs]}
     return body_out, 202, {"Location": f"/api/v1/ingest/jobs/{stored.batch_id}"}

@@ -43,6 +43,8 @@ class Batch(BaseModel):
     created: int = 0
     reused: int = 0
     job_ids: list[str] = Field(default_factory=list, exclude=True)
+    #: Jobs this batch found already made by another trigger: counted with the batch, never re-run.
+    reused_ids: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -85,7 +87,8 @@ def create_children(batch: Batch, source: Source, children: list[dict[str, Any]]
         results = list(pool.map(create_job, unique))
     batch.total = len(unique)
     batch.created = sum(1 for _, new in results if new)
-    batch.reused = sum(1 for job, new in results if not new and job.batch_id != batch.batch_id)
+    batch.reused_ids = [job.job_id for job, new in results if not new and job.batch_id != batch.batch_id]
+    batch.reused = len(batch.reused_ids)
     batch.job_ids = [job.job_id for job, _ in results]
     queued = [
         TaskPayload(job_id=j.job_id, source=j.source, params=j.params)
@@ -130,8 +133,9 @@ def load(batch_id: str) -> Batch | None:
     return Batch.model_validate(snap.to_dict()) if snap.exists else None
 
 
-def counts(batch_id: str) -> dict[str, int]:
-    """Jobs of the batch by status, by aggregation queries (nothing is read document by document)."""
+def counts(batch_id: str, reused_ids: list[str] | None = None) -> dict[str, int]:
+    """Jobs of the batch by status: its own by aggregation queries (nothing read document by document),
+    plus the jobs it reused from earlier triggers, read in one batched call."""
     from google.cloud.firestore_v1.base_query import FieldFilter
 
     from common.clients import firestore
@@ -143,6 +147,12 @@ def counts(batch_id: str) -> dict[str, int]:
             filter=FieldFilter("status", "==", status.value)
         )
         out[status.value] = _count(query)
+    if reused_ids:
+        refs = [jobs.document(job_id) for job_id in reused_ids]
+        for snap in firestore().get_all(refs, field_paths=["status"]):
+            status = (snap.to_dict() or {}).get("status") if snap.exists else None
+            if status in out:
+                out[status] += 1
     return out
 
 
@@ -163,11 +173,10 @@ def overall(c: dict[str, int], total: int) -> str:
 
 
 def describe(batch: Batch) -> dict[str, Any]:
-    c = counts(batch.batch_id)
-    own = batch.total - batch.reused
+    c = counts(batch.batch_id, batch.reused_ids)
     return {
-        **batch.model_dump(mode="json"),
-        "status": overall(c, own),
+        **batch.model_dump(mode="json", exclude={"reused_ids"}),
+        "status": overall(c, batch.total),
         "counts": c,
         "done": c["succeeded"] + c["failed"],
     }

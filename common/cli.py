@@ -151,15 +151,20 @@ def _call(method: str, url: str, **kwargs: Any) -> Any:
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs. A value stays a string (the source's params model converts "5" to 5 where a
+    number is wanted, and keeps "20240115120000" a slot) unless it is a JSON list, object or quoted string."""
     params: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key:
             _fail(f"--param takes KEY=VALUE, not {item!r}")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
+        if value[:1] in ("[", "{", '"'):
+            try:
+                params[key] = json.loads(value)
+                continue
+            except json.JSONDecodeError as exc:
+                _fail(f"--param {key}: {value!r} is not valid JSON ({exc.msg})")
+        params[key] = value
     return params
 
 
@@ -328,7 +333,7 @@ def backfill_cmd(
         out.print_json(json.dumps(batch))
         return
     deadline = time.monotonic() + timeout
-    own = batch["total"] - batch["reused"]
+    own = batch["total"]
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
         task = bar.add_task(source, total=own)

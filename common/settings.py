@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: A comma-separated list in the environment (``a@x,b@y``), a tuple in Python.
+CommaList = Annotated[tuple[str, ...], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -29,6 +33,22 @@ class Settings(BaseSettings):
     # Queue names are "<queue_prefix><source>".
     queue_prefix: str = "ingest-"
 
+    # Authentication of incoming requests (docs/security.md). "auto": on when running on Google Cloud
+    # (K_SERVICE is set by Cloud Run and Cloud Functions), off elsewhere; the local stack sets it per function.
+    auth: Literal["auto", "on", "off"] = "auto"
+    # Where Google's public keys for ID tokens are (JWKS, or the v1 {kid: PEM} shape); the local stack serves its own.
+    oidc_certs_url: str = "https://www.googleapis.com/oauth2/v3/certs"
+    # Upper bound, in seconds, for caching those keys (a shorter Cache-Control max-age wins).
+    oidc_certs_ttl: float = Field(3600.0, ge=5.0, le=86400.0)
+    # Service accounts whose ID tokens are accepted, besides invoker_service_account (comma list).
+    oidc_allowed_service_accounts: CommaList = ()
+    # Accepted token audiences (comma list); empty: the function's own URL (api_url, ingest_url).
+    oidc_audience: CommaList = ()
+    # API keys for the public API (header X-API-Key), comma list of "sha256:<hex>" (or, locally, plain keys).
+    api_keys: CommaList = ()
+    # The api function's base URL: Cloud Scheduler's token audience, and the CLI's default target.
+    api_url: str = ""
+
     pubsub_emulator_host: str | None = Field(
         None, validation_alias=AliasChoices("PUBSUB_EMULATOR_HOST", "TRIBUTARY_PUBSUB_EMULATOR_HOST")
     )
@@ -42,6 +62,13 @@ class Settings(BaseSettings):
         None,
         validation_alias=AliasChoices("CLOUD_SCHEDULER_EMULATOR_HOST", "TRIBUTARY_SCHEDULER_EMULATOR_HOST"),
     )
+
+    @field_validator("oidc_allowed_service_accounts", "oidc_audience", "api_keys", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
 
 
 @lru_cache(maxsize=1)

@@ -6,17 +6,19 @@ from flask import Request, Response
 
 from common import setup_logging
 from common.api import MAX_BODY, handle
+from common.auth import guard
 
 setup_logging()
 
 
 @functions_framework.http
 def api(request: Request) -> Response:
-    body, status, headers = handle(
+    lowered = {k.lower(): v for k, v in request.headers.items()}
+    body, status, headers = guard("api", request.path, lowered) or handle(
         request.method,
         request.path,
         query=request.args.to_dict(),
-        headers={k.lower(): v for k, v in request.headers.items()},
+        headers=lowered,
         body=request.stream.read(MAX_BODY + 1),
     )
     return Response(orjson.dumps(body), status, headers, content_type="application/json")

@@ -11,6 +11,7 @@ import orjson
 from flask import Request, Response
 
 from common import setup_logging
+from common.auth import guard
 from common.outcomes import answer_task
 
 setup_logging()
@@ -18,9 +19,10 @@ setup_logging()
 
 @functions_framework.http
 def ingest(request: Request) -> Response:
-    body, status, headers = answer_task(
+    lowered = {k.lower(): v for k, v in request.headers.items()}
+    body, status, headers = guard("ingest", request.path, lowered) or answer_task(
         request.get_data(),
-        {k.lower(): v for k, v in request.headers.items()},
+        lowered,
         expected_source=os.environ.get("TRIBUTARY_SOURCE") or None,
     )
     return Response(orjson.dumps(body), status, headers, content_type="application/json")

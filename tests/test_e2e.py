@@ -182,3 +182,24 @@ def test_n8n_run_daily_and_its_polling_alias(api) -> None:
     assert {j["source"] for j in polled["jobs"]} >= {"gdelt"}
     single = api.get(f"/api/v1/ingest/jobs/{body['jobs'][0]}").json()
     assert single["job_id"] == body["jobs"][0]
+
+
+def test_the_cli_submits_follows_and_backfills(stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from common.cli import app
+
+    monkeypatch.setenv("TRIBUTARY_API_URL", stack.endpoints["api_url"])
+    runner = CliRunner()
+    done = runner.invoke(app, ["jobs", "submit", "gdelt", "-p", "slot=20240115120000", "--wait", "--timeout", "60"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["status"] == "succeeded"
+    bad = runner.invoke(app, ["jobs", "submit", "gdelt", "-p", "slot=2024"])
+    assert bad.exit_code == 1 and "params.slot" in bad.output
+    fill = runner.invoke(app, ["backfill", "gdelt", "--start", "2024-01-15T12:00", "--end", "2024-01-15T12:15"])
+    assert fill.exit_code == 0, fill.output
+    assert json.loads(fill.stdout[fill.stdout.index("{") :])["counts"]["succeeded"] >= 0
+    status = runner.invoke(app, ["dev", "status", "--json", "--state-dir", stack.state_dir])
+    assert status.exit_code == 0 and json.loads(status.stdout)["api_url"] == stack.endpoints["api_url"]
