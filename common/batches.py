@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -150,9 +148,9 @@ def counts(batch_id: str, reused_ids: list[str] | None = None) -> dict[str, int]
     if reused_ids:
         refs = [jobs.document(job_id) for job_id in reused_ids]
         for snap in firestore().get_all(refs, field_paths=["status"]):
-            status = (snap.to_dict() or {}).get("status") if snap.exists else None
-            if status in out:
-                out[status] += 1
+            value = (snap.to_dict() or {}).get("status") if snap.exists else None
+            if value in out:
+                out[value] += 1
     return out
 
 
@@ -188,21 +186,12 @@ def plan_backfill(source: Source, start: datetime, end: datetime, raw_params: di
     Raises:
         common.errors.IngestError: planning failed (bad params, upstream error).
     """
-    from common.http import Http
-    from common.sources.base import Context
-    from common.store import source_state
+    from common.ingest import source_context
 
     raw = dict(raw_params)
     fields = source.params_model.model_fields
     if "start" in fields and "end" in fields:
         raw.update(start=start.date().isoformat(), end=(end - timedelta(days=1)).date().isoformat())
     params = source.validate_params(raw)
-    with Http(rate=source.http_rate, name=source.name) as http, tempfile.TemporaryDirectory(prefix="plan-") as tmp:
-        ctx = Context(
-            http=http,
-            base_url=source.base_url(),
-            workdir=Path(tmp),
-            state=source_state(source.name),
-            now=datetime.now(UTC),
-        )
+    with source_context(source) as ctx:
         return source.backfill(start, end, params, ctx)

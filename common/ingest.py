@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,15 +72,7 @@ def run_task(payload: TaskPayload, delivery: Delivery, *, store: OutputStore | N
     try:
         secrets = load_secrets(source)
         params = source.validate_params(payload.params)
-        with Http(rate=source.http_rate, name=source.name) as http, tempfile.TemporaryDirectory(prefix="trib-") as tmp:
-            ctx = Context(
-                http=http,
-                base_url=source.base_url(),
-                workdir=Path(tmp),
-                state=_state(source.name),
-                now=datetime.now(UTC),
-                secrets=secrets,
-            )
+        with source_context(source, secrets=secrets) as ctx:
             if payload.part is not None:
                 result = run_part(source, payload.part, ctx, store or output_store())
                 _emit(EventType.progress, data, result, part=payload.part, seq=payload.part.key)
@@ -237,7 +229,18 @@ def load_secrets(source: Source) -> dict[str, str]:
     return out
 
 
-def _state(name: str) -> Any:
+@contextlib.contextmanager
+def source_context(source: Source, *, secrets: dict[str, str] | None = None) -> Iterator[Context]:
+    """What ``plan``, ``fetch`` and ``backfill`` get: the shared HTTP client (with the source's rate),
+    the base URL, the recorded state, a scratch folder removed afterwards, the time, the secrets."""
     from common.store import source_state
 
-    return source_state(name)
+    with Http(rate=source.http_rate, name=source.name) as http, tempfile.TemporaryDirectory(prefix="trib-") as tmp:
+        yield Context(
+            http=http,
+            base_url=source.base_url(),
+            workdir=Path(tmp),
+            state=source_state(source.name),
+            now=datetime.now(UTC),
+            secrets=secrets or {},
+        )

@@ -51,6 +51,8 @@ from google.cloud import scheduler_v1
 from google.protobuf import duration_pb2, empty_pb2, field_mask_pb2, timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 
+from common.emulators._grpc import RpcError, unary
+from common.emulators._grpc import invalid as _invalid
 from common.emulators.oidc import LocalSigner, default_signer
 
 log = logging.getLogger("tributary.emulators.scheduler")
@@ -349,19 +351,6 @@ class _Event:
     schedule_time: datetime
     attempt: int = 1
     first_attempt: datetime | None = None
-
-
-class RpcError(Exception):
-    """Raised inside handlers; becomes a gRPC status with ``code`` and ``message``."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def _invalid(message: str) -> RpcError:
-    return RpcError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -1111,34 +1100,21 @@ class SchedulerEmulator:
     # ------------------------------------------------------------------ gRPC wiring
 
     def _handlers(self) -> grpc.GenericRpcHandler:
-        def unary(fn: Callable[[Any], Any], request_cls: Any, serialize: Callable[[Any], bytes]) -> Any:
-            def handler(request: Any, context: grpc.ServicerContext) -> Any:
-                try:
-                    return fn(request)
-                except RpcError as exc:
-                    context.abort(exc.code, exc.message)
-                except Exception as exc:
-                    log.exception("scheduler emulator: %s failed", fn.__name__)
-                    context.abort(grpc.StatusCode.INTERNAL, f"emulator error: {type(exc).__name__}: {exc}")
-
-            return grpc.unary_unary_rpc_method_handler(
-                handler, request_deserializer=request_cls.deserialize, response_serializer=serialize
-            )
+        def rpc(fn: Callable[[Any], Any], request_cls: Any, serialize: Callable[[Any], bytes]) -> Any:
+            return unary(f"scheduler.{fn.__name__}", fn, request_cls, serialize, log=log)
 
         job_out = scheduler_v1.Job.serialize
         return grpc.method_handlers_generic_handler(
             SERVICE,
             {
-                "ListJobs": unary(
-                    self.list_jobs, scheduler_v1.ListJobsRequest, scheduler_v1.ListJobsResponse.serialize
-                ),
-                "GetJob": unary(self.get_job, scheduler_v1.GetJobRequest, job_out),
-                "CreateJob": unary(self.create_job, scheduler_v1.CreateJobRequest, job_out),
-                "UpdateJob": unary(self.update_job, scheduler_v1.UpdateJobRequest, job_out),
-                "DeleteJob": unary(self.delete_job, scheduler_v1.DeleteJobRequest, empty_pb2.Empty.SerializeToString),
-                "PauseJob": unary(self.pause_job, scheduler_v1.PauseJobRequest, job_out),
-                "ResumeJob": unary(self.resume_job, scheduler_v1.ResumeJobRequest, job_out),
-                "RunJob": unary(self.run_job, scheduler_v1.RunJobRequest, job_out),
+                "ListJobs": rpc(self.list_jobs, scheduler_v1.ListJobsRequest, scheduler_v1.ListJobsResponse.serialize),
+                "GetJob": rpc(self.get_job, scheduler_v1.GetJobRequest, job_out),
+                "CreateJob": rpc(self.create_job, scheduler_v1.CreateJobRequest, job_out),
+                "UpdateJob": rpc(self.update_job, scheduler_v1.UpdateJobRequest, job_out),
+                "DeleteJob": rpc(self.delete_job, scheduler_v1.DeleteJobRequest, empty_pb2.Empty.SerializeToString),
+                "PauseJob": rpc(self.pause_job, scheduler_v1.PauseJobRequest, job_out),
+                "ResumeJob": rpc(self.resume_job, scheduler_v1.ResumeJobRequest, job_out),
+                "RunJob": rpc(self.run_job, scheduler_v1.RunJobRequest, job_out),
             },
         )
 

@@ -46,6 +46,9 @@ from google.cloud import tasks_v2
 from google.protobuf import duration_pb2, empty_pb2, timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 
+from common.emulators._grpc import RpcError, unary
+from common.emulators._grpc import invalid as _invalid
+from common.emulators._grpc import not_found as _not_found
 from common.emulators.oidc import LocalSigner, default_signer
 
 log = logging.getLogger("tributary.tasks_emulator")
@@ -122,26 +125,6 @@ _HTTP_TO_RPC = {
     503: code_pb2.UNAVAILABLE,
     504: code_pb2.DEADLINE_EXCEEDED,
 }
-
-
-class _RpcError(Exception):
-    """Raised by a handler; becomes a gRPC status (and an api_core exception in the client)."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def _invalid(message: str) -> _RpcError:
-    return _RpcError(grpc.StatusCode.INVALID_ARGUMENT, message)
-
-
-def _not_found(message: str) -> _RpcError:
-    return _RpcError(grpc.StatusCode.NOT_FOUND, message)
-
-
-# --- time helpers --------------------------------------------------------------------------------
 
 
 def _ts(t: float) -> timestamp_pb2.Timestamp:
@@ -256,7 +239,7 @@ def _apply(current: _Config | None, qpb: Any, mask: list[str]) -> _Config:
     """The queue settings after applying a request queue ``qpb`` through ``mask`` (empty: what is given)."""
     for name in _UNSUPPORTED:
         if qpb.HasField(name):
-            raise _RpcError(grpc.StatusCode.UNIMPLEMENTED, f"the Cloud Tasks emulator does not support Queue.{name}")
+            raise RpcError(grpc.StatusCode.UNIMPLEMENTED, f"the Cloud Tasks emulator does not support Queue.{name}")
     cfg = _Config(**vars(current)) if current else _Config()
     if not mask:
         for group, leaves in _GROUPS.items():
@@ -281,7 +264,7 @@ def _apply(current: _Config | None, qpb: Any, mask: list[str]) -> _Config:
             elif path in _OUTPUT_ONLY or path == "name":
                 continue  # output-only fields are ignored; the name can't change
             elif path in _UNSUPPORTED:
-                raise _RpcError(grpc.StatusCode.UNIMPLEMENTED, f"the Cloud Tasks emulator does not support {path}")
+                raise RpcError(grpc.StatusCode.UNIMPLEMENTED, f"the Cloud Tasks emulator does not support {path}")
             else:
                 raise _invalid(f"update_mask has an unknown Queue field path: {raw!r}")
     _validate_config(cfg)
@@ -489,7 +472,9 @@ class TasksEmulator:
     ``dedup_window`` is how long (s) a deleted or finished task's name stays reserved. ``signer`` mints the
     OIDC tokens (default: :func:`~common.emulators.oidc.default_signer`, created on first use).
     ``min_dispatch_deadline`` is the lower bound of ``Task.dispatch_deadline`` (Cloud Tasks: 15 s); tests
-    lower it to exercise timeouts quickly.
+    lower it to exercise timeouts quickly. ``duplicate_deliveries`` > 1 sends every attempt that many
+    times at once (Cloud Tasks delivers at least once; the fault-injection suite uses 3): the first copy
+    is the attempt, the others are extra deliveries whose answers are logged and otherwise ignored.
     """
 
     def __init__(
@@ -500,8 +485,10 @@ class TasksEmulator:
         dedup_window: float = 3600.0,
         signer: LocalSigner | None = None,
         min_dispatch_deadline: float = MIN_DISPATCH_DEADLINE,
+        duplicate_deliveries: int = 1,
     ) -> None:
         self.host = host
+        self.duplicate_deliveries = max(1, duplicate_deliveries)
         self.port = port
         self.dedup_window = dedup_window
         self.min_dispatch_deadline = min_dispatch_deadline
@@ -613,24 +600,7 @@ class TasksEmulator:
             ("DeleteTask", self._delete_task, t.DeleteTaskRequest, empty),
             ("RunTask", self._run_task, t.RunTaskRequest, t.Task.serialize),
         ]
-        return {
-            name: grpc.unary_unary_rpc_method_handler(
-                self._wrap(name, fn, req), request_deserializer=req.deserialize, response_serializer=ser
-            )
-            for name, fn, req, ser in table
-        }
-
-    def _wrap(self, method: str, fn: Callable[[Any], Any], req_cls: Any) -> Callable[[Any, grpc.ServicerContext], Any]:
-        def handler(request: Any, context: grpc.ServicerContext) -> Any:
-            try:
-                return fn(req_cls.pb(request))
-            except _RpcError as e:
-                context.abort(e.code, e.message)
-            except Exception as e:  # an emulator bug: say so instead of UNKNOWN
-                log.exception("%s failed", method)
-                context.abort(grpc.StatusCode.INTERNAL, f"emulator error in {method}: {e!r}")
-
-        return handler
+        return {name: unary(name, fn, req, ser, log=log, convert=req.pb) for name, fn, req, ser in table}
 
     # queues ------------------------------------------------------------------------------------
 
@@ -688,7 +658,7 @@ class TasksEmulator:
         cfg = _apply(None, req.queue, [])
         with self._cond:
             if name in self._queues:
-                raise _RpcError(grpc.StatusCode.ALREADY_EXISTS, f"Queue {name} already exists.")
+                raise RpcError(grpc.StatusCode.ALREADY_EXISTS, f"Queue {name} already exists.")
             q = self._new_queue(name, cfg)
             return tasks_v2.Queue.wrap(q.to_pb())
 
@@ -835,10 +805,10 @@ class TasksEmulator:
                     raise _invalid(f"Task name {t.name!r} is not in queue {req.parent!r}")
                 name = t.name
                 if name in q.tasks:
-                    raise _RpcError(grpc.StatusCode.ALREADY_EXISTS, f"Requested entity already exists: {name}")
+                    raise RpcError(grpc.StatusCode.ALREADY_EXISTS, f"Requested entity already exists: {name}")
                 gone = self._tombstones.get(name)
                 if gone is not None and now - gone < self.dedup_window:
-                    raise _RpcError(grpc.StatusCode.ALREADY_EXISTS, _TOO_RECENT)
+                    raise RpcError(grpc.StatusCode.ALREADY_EXISTS, _TOO_RECENT)
                 self._tombstones.pop(name, None)
             else:
                 name = ""
@@ -848,7 +818,7 @@ class TasksEmulator:
                         name = candidate
                         break
                 if not name:  # pragma: no cover - 100 collisions in a 20-digit space
-                    raise _RpcError(grpc.StatusCode.INTERNAL, "could not generate a unique task id")
+                    raise RpcError(grpc.StatusCode.INTERNAL, "could not generate a unique task id")
             task = _Task(
                 name=name,
                 http=http,
@@ -865,7 +835,7 @@ class TasksEmulator:
     def _validate_http(t: Any) -> Any:
         kind = t.WhichOneof("message_type")
         if kind == "app_engine_http_request":
-            raise _RpcError(
+            raise RpcError(
                 grpc.StatusCode.UNIMPLEMENTED, "the Cloud Tasks emulator supports only HTTP tasks (http_request)"
             )
         if kind != "http_request":
@@ -885,7 +855,7 @@ class TasksEmulator:
                 f"http_request.body is allowed only with POST, PUT or PATCH, not {_METHODS[http.http_method]}"
             )
         if http.WhichOneof("authorization_header") == "oauth_token":
-            raise _RpcError(
+            raise RpcError(
                 grpc.StatusCode.UNIMPLEMENTED, "the Cloud Tasks emulator supports oidc_token, not oauth_token"
             )
         if sum(len(k) + len(v) + 4 for k, v in http.headers.items()) >= MAX_HEADER_BYTES:
@@ -1001,6 +971,38 @@ class TasksEmulator:
         worker = threading.Thread(target=self._deliver, args=(delivery,), name="tasks-emu-dispatch", daemon=True)
         self._workers.add(worker)
         worker.start()
+        for _ in range(self.duplicate_deliveries - 1):
+            ghost = threading.Thread(
+                target=self._deliver_duplicate, args=(delivery,), name="tasks-emu-dup", daemon=True
+            )
+            self._workers.add(ghost)
+            ghost.start()
+
+    def _deliver_duplicate(self, d: _Delivery) -> None:
+        """An extra delivery of an attempt (``duplicate_deliveries``): sent like it, logged, never counted."""
+        outcome = ""
+        try:
+            headers = dict(d.headers)
+            if d.oidc is not None:
+                headers["Authorization"] = f"Bearer {self.signer.sign_id_token(*d.oidc)}"
+            assert self._http is not None
+            resp = self._http.request(
+                d.method, d.url, headers=headers, content=d.body or None, timeout=httpx.Timeout(d.deadline)
+            )
+            outcome = str(resp.status_code)
+        except Exception as e:  # an extra copy's failure changes nothing
+            outcome = type(e).__name__
+        finally:
+            log.info(
+                "duplicate dispatch queue=%s task=%s attempt=%d status=%s",
+                d.queue.queue_id,
+                d.task.task_id,
+                d.retry_count + 1,
+                outcome,
+            )
+            with self._cond:
+                self._workers.discard(threading.current_thread())
+                self._cond.notify_all()
 
     def _deliver(self, d: _Delivery) -> None:
         status: int | None = None
@@ -1115,6 +1117,12 @@ def main(argv: list[str] | None = None) -> int:
         default=MIN_DISPATCH_DEADLINE,
         help="lowest accepted Task.dispatch_deadline in seconds (Cloud Tasks: 15)",
     )
+    parser.add_argument(
+        "--duplicate-deliveries",
+        type=int,
+        default=1,
+        help="send every attempt N times at once, to test idempotent targets (default 1; faults suite: 3)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -1128,6 +1136,7 @@ def main(argv: list[str] | None = None) -> int:
         dedup_window=args.dedup_window,
         signer=signer,
         min_dispatch_deadline=args.min_dispatch_deadline,
+        duplicate_deliveries=args.duplicate_deliveries,
     )
     stop = threading.Event()
 
