@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
@@ -45,6 +45,7 @@ class JobRequest(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+M = TypeVar("M", bound=BaseModel)
 Response = tuple[dict[str, Any] | list[Any], int, dict[str, str]]
 
 ROUTES = Map(
@@ -101,6 +102,21 @@ def _json_body(body: bytes, headers: dict[str, str]) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from exc
+
+
+def _request(model: type[M], body: bytes, headers: dict[str, str], *, optional: bool = False) -> M:
+    """The request body as ``model``: a JSON object, validated.
+
+    Raises:
+        ApiError: 4xx naming what is wrong (the field, for a validation error).
+    """
+    data = _json_body(body, headers) if body.strip() or not optional else {}
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_request", "request body must be a JSON object", field="body")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _validation(exc) from None
 
 
 def _validation(exc: ValidationError) -> ApiError:
@@ -163,13 +179,7 @@ def submit(
 
 
 def submit_job(*, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
-    data = _json_body(body, headers)
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_request", "request body must be a JSON object", field="body")
-    try:
-        req = JobRequest.model_validate(data)
-    except ValidationError as exc:
-        raise _validation(exc) from None
+    req = _request(JobRequest, body, headers)
     key = headers.get("idempotency-key")
     if key is not None and not (1 <= len(key) <= 255):
         raise ApiError(400, "invalid_header", "Idempotency-Key must be 1 to 255 characters", field="Idempotency-Key")
@@ -264,13 +274,7 @@ def submit_backfill(*, query: dict[str, str], headers: dict[str, str], body: byt
     from common import batches
     from common.errors import IngestError, TransientError
 
-    data = _json_body(body, headers)
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_request", "request body must be a JSON object", field="body")
-    try:
-        req = BackfillRequest.model_validate(data)
-    except ValidationError as exc:
-        raise _validation(exc) from None
+    req = _request(BackfillRequest, body, headers)
     source = _source(req.source)
     bounds = {}
     for name in ("start", "end"):
@@ -347,13 +351,7 @@ def run_daily(*, query: dict[str, str], headers: dict[str, str], body: bytes) ->
     from common import batches
     from common.sources import SOURCES
 
-    data = _json_body(body, headers) if body.strip() else {}
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_request", "request body must be a JSON object", field="body")
-    try:
-        req = RunDailyRequest.model_validate(data)
-    except ValidationError as exc:
-        raise _validation(exc) from None
+    req = _request(RunDailyRequest, body, headers, optional=True)
     try:
         day = date.fromisoformat(req.date) if req.date else datetime.now(UTC).date()
     except ValueError:
