@@ -101,6 +101,10 @@ def record_event(event: Event) -> Job | None:
         transaction.set(marker_ref, {"type": event.type.value, "time": event.time.isoformat()})
         if event.type is EventType.progress and event.data.part:
             transaction.set(job_ref.collection(PARTS).document(event.data.part), event.data.model_dump(mode="json"))
+            if job.status is JobStatus.running and job.progress and job.progress.total > 1:
+                # A running multi-part job is finished by counting its parts: writing the job document for
+                # every part would make it the hot document of the job (contention, aborted transactions).
+                return job, None
         new = apply_event(job, event)
         if new is not None:
             transaction.set(job_ref, new.model_dump(mode="json"))
@@ -108,7 +112,9 @@ def record_event(event: Event) -> Job | None:
         return (new or job), new
 
     job, _changed = txn(client.transaction())
-    if event.type is EventType.progress and event.data.part and job.progress and job.progress.total > 1:
+    # Count the parts after a part lands, and after "started" too: Pub/Sub may deliver every part's
+    # event before the one that says how many parts there are.
+    if event.type in (EventType.started, EventType.progress) and job.progress and job.progress.total > 1:
         return finish_if_complete(job.job_id) or job
     return job
 

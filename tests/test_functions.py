@@ -248,3 +248,35 @@ def test_unreadable_events_are_acked_not_retried(status) -> None:
         push(status, orjson.dumps({"type": "dev.tributary.job.started", "data": {"schema_version": 99}})).status_code
         == 200
     )
+
+
+def test_a_multi_part_job_finishes_whatever_order_its_events_arrive_in(status, gcp: str) -> None:
+    from common.events import PartProgress
+    from common.jobs import Job
+    from common.store import create_job
+
+    create_job(Job(job_id="gdelt-mp", source="gdelt"))
+    parts = [  # as common.ingest does: the part key makes each part's event id distinct
+        Event.make(
+            EventType.progress,
+            EventData(
+                job_id="gdelt-mp",
+                source="gdelt",
+                part=f"p{i}",
+                records=10,
+                outputs=[f"file:///p{i}"],
+                progress=PartProgress(done=1, total=3),
+                cursors={"k": f"2024-01-0{i + 1}"},
+            ),
+            seq=f"p{i}",
+        )
+        for i in range(3)
+    ]
+    started = make(EventType.started, "gdelt-mp", progress=PartProgress(done=0, total=3))
+    for e in (*parts, parts[1], started):  # every part (one twice) before "started"
+        assert push(status, e).status_code == 200
+    job = get_job("gdelt-mp")
+    assert job.status == "succeeded", job
+    assert job.records == 30 and sorted(job.outputs) == ["file:///p0", "file:///p1", "file:///p2"]
+    source = clients.firestore().collection("sources").document("gdelt").get().to_dict()
+    assert source["cursors"] == {"k": "2024-01-03"}
