@@ -126,7 +126,7 @@ class Http:
         except httpx.TimeoutException as exc:
             raise TransientError(f"timed out talking to {_without_query(url)}: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
-            raise TransientError(f"connection to {_without_query(url)} failed: {type(exc).__name__}") from exc
+            raise TransientError(f"connection to {_without_query(url)} failed: {_reason(exc)}") from exc
         _raise_for_status(response)
         return response
 
@@ -176,12 +176,19 @@ class Http:
         except httpx.TimeoutException as exc:
             raise TransientError(f"timed out downloading {_without_query(url)}: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
-            raise TransientError(f"download of {_without_query(url)} failed: {type(exc).__name__}") from exc
+            raise TransientError(f"download of {_without_query(url)} failed: {_reason(exc)}") from exc
         if expected is not None and expected.isdigit() and int(expected) != size:
             raise TransientError(
                 f"download of {_without_query(url)} was cut short: {size:,} of {int(expected):,} bytes"
             )
         return Download(path=dest, size=size, md5=md5.hexdigest(), content_type=content_type)
+
+
+def _reason(exc: Exception) -> str:
+    """``ReadError: [Errno 104] Connection reset by peer``: the type, and the text unless it names a URL
+    (which may carry a key in its query string)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text and "://" not in text else type(exc).__name__
 
 
 def _without_query(url: str) -> str:

@@ -20,7 +20,6 @@ import orjson
 
 from common.errors import ConfigError, IngestError, PermanentError, SkippableRecord, TransientError
 from common.events import Event, EventData, EventType, PartProgress
-from common.http import Http
 from common.outputs import OutputStore, output_store
 from common.publish import publish
 from common.queue import TaskPayload, enqueue
@@ -233,6 +232,7 @@ def load_secrets(source: Source) -> dict[str, str]:
 def source_context(source: Source, *, secrets: dict[str, str] | None = None) -> Iterator[Context]:
     """What ``plan``, ``fetch`` and ``backfill`` get: the shared HTTP client (with the source's rate),
     the base URL, the recorded state, a scratch folder removed afterwards, the time, the secrets."""
+    from common.http import Http
     from common.store import source_state
 
     with Http(rate=source.http_rate, name=source.name) as http, tempfile.TemporaryDirectory(prefix="trib-") as tmp:

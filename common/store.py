@@ -84,34 +84,36 @@ def record_event(event: Event) -> Job | None:
     client = firestore()
     job_ref = _job_ref(event.data.job_id)
     marker_ref = job_ref.collection(EVENTS).document(event.id)
-    source_ref = client.collection(SOURCES).document(event.data.source)
 
     @fs.transactional
-    def txn(transaction: Any) -> tuple[Job, Job | None]:
+    def txn(transaction: Any) -> tuple[Job, bool]:
         job_snap = job_ref.get(transaction=transaction)
         marker = marker_ref.get(transaction=transaction)
-        source_snap = source_ref.get(transaction=transaction)
         job = (
             _load(job_snap.to_dict())
             if job_snap.exists
             else Job(job_id=event.data.job_id, source=event.data.source, created_at=event.time)
         )
         if marker.exists:
-            return job, None
+            return job, False
         transaction.set(marker_ref, {"type": event.type.value, "time": event.time.isoformat()})
         if event.type is EventType.progress and event.data.part:
             transaction.set(job_ref.collection(PARTS).document(event.data.part), event.data.model_dump(mode="json"))
             if job.status is JobStatus.running and job.progress and job.progress.total > 1:
                 # A running multi-part job is finished by counting its parts: writing the job document for
                 # every part would make it the hot document of the job (contention, aborted transactions).
-                return job, None
+                return job, False
         new = apply_event(job, event)
         if new is not None:
             transaction.set(job_ref, new.model_dump(mode="json"))
-            _update_source(transaction, source_ref, source_snap, new, event)
-        return (new or job), new
+        return (new or job), new is not None
 
     job, _changed = txn(client.transaction())
+    if job.status.terminal and job.status.value == event.type.value:
+        # Outside the job's transaction, so that the source's one document is not read by every event
+        # of every job (it was the hot document: lock timeouts under load). Monotonic and idempotent, so a
+        # redelivered terminal event (its marker already written) simply applies it again.
+        update_source(job, event)
     # Count the parts after a part lands, and after "started" too: Pub/Sub may deliver every part's
     # event before the one that says how many parts there are.
     if event.type in (EventType.started, EventType.progress) and job.progress and job.progress.total > 1:
@@ -138,8 +140,6 @@ def finish_if_complete(job_id: str) -> Job | None:
         if current.status.terminal:
             return current
         parts = [p.to_dict() for p in job_ref.collection(PARTS).stream(transaction=transaction)]
-        source_ref = client.collection(SOURCES).document(current.source)
-        source_snap = source_ref.get(transaction=transaction)
         from common.events import EventData
 
         watermarks = [p["watermark"] for p in parts if p.get("watermark")]
@@ -165,18 +165,34 @@ def finish_if_complete(job_id: str) -> Job | None:
         if new is None:
             return current
         transaction.set(job_ref, new.model_dump(mode="json"))
-        _update_source(transaction, source_ref, source_snap, new, done)
+        finished_by.append(done)
         return new
 
+    finished_by: list[Event] = []
     finished: Job = txn(client.transaction())
+    if finished_by:
+        update_source(finished, finished_by[-1])
     return finished
 
 
+def update_source(job: Job, event: Event) -> None:
+    """Advance ``sources/{name}`` for a terminal job, in its own small transaction (monotonic, idempotent)."""
+    from google.cloud import firestore as fs
+
+    ref = firestore().collection(SOURCES).document(job.source)
+
+    @fs.transactional
+    def txn(transaction: Any) -> None:
+        _update_source(transaction, ref, ref.get(transaction=transaction), job, event)
+
+    txn(firestore().transaction())
+
+
 def _update_source(transaction: Any, ref: Any, snap: Any, job: Job, event: Event) -> None:
-    """Advance ``sources/{name}`` on a terminal job: last status, last success, watermark (monotonic)."""
+    """Last status, last success, watermark and cursors of the source: each only moves forward."""
     if not job.status.terminal:
         return
-    state = snap.to_dict() if snap.exists else {}
+    state = (snap.to_dict() or {}) if snap.exists else {}
     when = event.time.isoformat()
     update: dict[str, Any] = {"name": job.source}
     if when >= state.get("last_finished_at", ""):

@@ -21,7 +21,7 @@ from common.ingest import load_secrets, run_part
 from common.outputs import LocalStore
 from common.replay import ReplayServer
 from common.samples import HERE as SAMPLES_ROOT
-from common.schema import ARROW_TYPES
+from common.schema import TYPES, arrow_type
 from common.sources.base import Context, Part, SourceState, iter_records
 from common.sources.comtrade import (
     COLUMNS,
@@ -466,7 +466,7 @@ def test_demo_params_run_through_replay_and_a_second_run_adds_nothing(replay, tm
     rows = normalized_rows(tmp_path / "out")
     assert len(rows) == 4 and rows[0]["reporterCode"] == 156
     schema = pq.read_schema(Path(first.outputs[1].removeprefix("file://")))
-    assert [(f.name, f.type) for f in schema] == [(c.name, ARROW_TYPES[c.type]) for c in COLUMNS]
+    assert [(f.name, f.type) for f in schema] == [(c.name, arrow_type(c.type)) for c in COLUMNS]
     again = run_part(SOURCE, parts[0], ctx_for(base(replay), tmp_path / "2"), store)
     assert again.outputs == first.outputs
     assert len(normalized_rows(tmp_path / "out")) == 4
@@ -609,7 +609,7 @@ def test_403_other_than_quota_is_permanent():
 def test_declarations(tmp_path):
     assert croniter.is_valid(SOURCE.schedule.cron)
     assert SOURCE.secrets == (SECRET,) and SOURCE.http_rate
-    assert all(c.type in ARROW_TYPES for c in COLUMNS) and len(set(NAMES)) == len(NAMES)
+    assert all(c.type in TYPES for c in COLUMNS) and len(set(NAMES)) == len(NAMES)
     assert 15 <= SOURCE.queue.dispatch_deadline <= 1800 and SOURCE.queue.max_concurrent_dispatches == 1
     routes = json.loads((SAMPLES / "_routes.json").read_text())
     for route in routes:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from croniter import croniter
 
-from common.schema import ARROW_TYPES, arrow_schema
+from common.schema import TYPES, arrow_schema
 from common.sources import SOURCES
 from common.sources.base import Params, Source
 
@@ -62,7 +62,7 @@ def test_schemas_use_bigquery_types_that_arrow_can_write(source: Source) -> None
     for columns in source.schemas.values():
         names = [c.name for c in columns]
         assert len(names) == len(set(names))
-        assert all(c.type in ARROW_TYPES for c in columns)
+        assert all(c.type in TYPES for c in columns)
         assert arrow_schema(columns)
 
 

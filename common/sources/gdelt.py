@@ -6,15 +6,16 @@ import re
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
 from pydantic import Field, field_validator
 
 from common.errors import PermanentError
 from common.schema import arrow_schema
 from common.sources.base import Column, Context, Params, Part, QueueConfig, Raw, Schedule, Source
+
+if TYPE_CHECKING:  # pragma: no cover - pyarrow is imported where files are parsed (cold start)
+    import pyarrow as pa
 
 FIRST_SLOT = "20150218230000"
 SLOT_RE = re.compile(r"^\d{4}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])([01]\d|2[0-3])(00|15|30|45)00$")
@@ -104,8 +105,9 @@ STREAMS: dict[str, tuple[str, tuple[Column, ...]]] = {
     "mentions": ("mentions.CSV.zip", MENTIONS),
     "gkg": ("gkg.csv.zip", GKG),
 }
-#: Rows per Arrow block: bounds memory whatever the file's size.
-BLOCK_SIZE = 4 << 20
+#: Bytes per Arrow CSV block. The streaming reader reads several blocks ahead, so this bounds memory:
+#: 1 MiB keeps a 10x slot within +30 MB of a 1x one, where 4 MiB cost +51 MB (BENCHMARKS.md, P3).
+BLOCK_SIZE = 1 << 20
 
 
 class GdeltParams(Params):
@@ -286,6 +288,9 @@ def parse_tsv(stream: IO[bytes], columns: tuple[Column, ...], *, label: str = "f
         PermanentError: a row with the wrong number of fields, a value of the wrong type, bad UTF-8 or
             a corrupt zip; the message names the file and the problem.
     """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
     head = stream.read(4)
     stream.seek(0)
     if head == b"PK\x03\x04":
