@@ -226,7 +226,7 @@ def describe_sources() -> list[dict[str, Any]]:
     from common.sources import SOURCES
     from common.store import source_states
 
-    states = source_states()
+    states = source_states([s.name for s in SOURCES])
     out = []
     for s in SOURCES:
         state = states.get(s.name, {})

@@ -446,9 +446,11 @@ def build_plan(
                 secrets=fn_secrets,
             )
         )
-    from common.store import JOBS
+    from common.store import JOBS, RUNS
 
     indexes = [(JOBS, fld, INDEX_ORDER_FIELD) for fld in INDEXED_FIELDS]
+    # common.store._last_runs: a source's last successful run (status ==, newest first).
+    indexes.append((RUNS, "status", "finished_at"))
     return Plan(
         project=project,
         region=region,

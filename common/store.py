@@ -1,7 +1,7 @@
 """Job and source state in Firestore.
 
 Documents: ``jobs/{job_id}``, ``jobs/{id}/events/{event_id}`` (markers), ``jobs/{id}/parts/{key}``,
-``sources/{name}``.
+``sources/{name}`` (watermark, cursors) and ``sources/{name}/runs/{job_id}`` (one per finished job).
 
 Each event is applied in one transaction that also writes an event marker, so a redelivered event is
 applied once. Parts of a job write their own documents and the job is finished by counting them, so no
@@ -18,7 +18,7 @@ from common.events import Event, EventType
 from common.jobs import Job, JobStatus, Progress, apply_event
 from common.sources.base import SourceState
 
-JOBS, SOURCES, EVENTS, PARTS = "jobs", "sources", "events", "parts"
+JOBS, SOURCES, EVENTS, PARTS, RUNS = "jobs", "sources", "events", "parts", "runs"
 
 
 def _job_ref(job_id: str) -> Any:
@@ -176,45 +176,78 @@ def finish_if_complete(job_id: str) -> Job | None:
 
 
 def update_source(job: Job, event: Event) -> None:
-    """Advance ``sources/{name}`` for a terminal job, in its own small transaction (monotonic, idempotent)."""
+    """Record a terminal job against its source, without a document that every job writes.
+
+    - ``sources/{name}/runs/{job_id}``: one small document per job (idempotent); the last status and the
+      last success are read back from these by query (:func:`source_states`).
+    - ``sources/{name}``: the watermark and cursors, in a transaction, and only when this job moves one of
+      them forward, which a cheap read tells first: most jobs (and every failed one) never touch it.
+    """
     from google.cloud import firestore as fs
 
     ref = firestore().collection(SOURCES).document(job.source)
+    run = {
+        "job_id": job.job_id,
+        "status": job.status.value,
+        "finished_at": event.time.isoformat(),
+        "watermark": event.data.watermark,
+        "error": job.error.model_dump() if job.error else None,
+    }
+    ref.collection(RUNS).document(job.job_id).set(run)
+    if job.status is not JobStatus.succeeded or not _advances(ref.get(), event):
+        return
 
     @fs.transactional
     def txn(transaction: Any) -> None:
-        _update_source(transaction, ref, ref.get(transaction=transaction), job, event)
-
-    txn(firestore().transaction())
-
-
-def _update_source(transaction: Any, ref: Any, snap: Any, job: Job, event: Event) -> None:
-    """Last status, last success, watermark and cursors of the source: each only moves forward."""
-    if not job.status.terminal:
-        return
-    state = (snap.to_dict() or {}) if snap.exists else {}
-    when = event.time.isoformat()
-    update: dict[str, Any] = {"name": job.source}
-    if when >= state.get("last_finished_at", ""):
-        update.update(last_finished_at=when, last_status=job.status.value, last_job_id=job.job_id)
-    if job.status is JobStatus.succeeded:
-        if when >= state.get("last_success_at", ""):
-            update["last_success_at"] = when
+        snap = ref.get(transaction=transaction)
+        state = (snap.to_dict() or {}) if snap.exists else {}
+        update: dict[str, Any] = {"name": job.source}
         if event.data.watermark and event.data.watermark > (state.get("watermark") or ""):
             update["watermark"] = event.data.watermark
         known = state.get("cursors") or {}
         advanced = {k: v for k, v in event.data.cursors.items() if v > known.get(k, "")}
         if advanced:
             update["cursors"] = {**known, **advanced}
-    else:
-        update["last_error"] = job.error.model_dump() if job.error else None
-    transaction.set(ref, update, merge=True)
+        transaction.set(ref, update, merge=True)
+
+    txn(firestore().transaction())
+
+
+def _advances(snap: Any, event: Event) -> bool:
+    """Whether the event's watermark or a cursor is past what the source has (compared as strings)."""
+    state = (snap.to_dict() or {}) if snap.exists else {}
+    known = state.get("cursors") or {}
+    if event.data.watermark and event.data.watermark > (state.get("watermark") or ""):
+        return True
+    return any(v > known.get(k, "") for k, v in event.data.cursors.items())
+
+
+def _last_runs(name: str) -> dict[str, Any]:
+    """The last run and the last successful run of a source (two single-document queries)."""
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    runs = firestore().collection(SOURCES).document(name).collection(RUNS)
+    newest = list(runs.order_by("finished_at", direction="DESCENDING").limit(1).stream())
+    out: dict[str, Any] = {}
+    if newest:
+        last = newest[0].to_dict() or {}
+        out.update(
+            last_status=last.get("status"),
+            last_finished_at=last.get("finished_at"),
+            last_job_id=last.get("job_id"),
+            last_error=last.get("error"),
+        )
+    succeeded = runs.where(filter=FieldFilter("status", "==", "succeeded"))
+    best = list(succeeded.order_by("finished_at", direction="DESCENDING").limit(1).stream())
+    if best:
+        out["last_success_at"] = (best[0].to_dict() or {}).get("finished_at")
+    return out
 
 
 def source_state(name: str) -> SourceState:
     """What is known of a source, for incremental planning."""
     snap = firestore().collection(SOURCES).document(name).get()
-    data: dict[str, Any] = (snap.to_dict() or {}) if snap.exists else {}
+    data: dict[str, Any] = {**((snap.to_dict() or {}) if snap.exists else {}), **_last_runs(name)}
     last = data.get("last_success_at")
     return SourceState(
         watermark=data.get("watermark"),
@@ -224,9 +257,12 @@ def source_state(name: str) -> SourceState:
     )
 
 
-def source_states() -> dict[str, dict[str, Any]]:
-    """Every ``sources/{name}`` document, by name."""
-    return {s.id: s.to_dict() or {} for s in firestore().collection(SOURCES).stream()}
+def source_states(names: list[str]) -> dict[str, dict[str, Any]]:
+    """Watermark, cursors, last status and last success of each named source."""
+    client = firestore()
+    refs = [client.collection(SOURCES).document(n) for n in names]
+    positions = {snap.id: (snap.to_dict() or {}) for snap in client.get_all(refs) if snap.exists}
+    return {n: {**positions.get(n, {}), **_last_runs(n)} for n in names}
 
 
 def now() -> datetime:

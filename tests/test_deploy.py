@@ -350,7 +350,9 @@ def test_order_functions_before_subscription_before_schedule_sync(lines: list[st
 def test_firestore_database_and_indexes(lines: list[str]) -> None:
     assert "--type=firestore-native" in one(lines, "firestore databases describe")
     for field in deploy_plan.INDEXED_FIELDS:
-        one(lines, "indexes composite create", f"field-path={field},order=ascending")
+        one(lines, "indexes composite create", "--collection-group=jobs ", f"field-path={field},order=ascending")
+    runs = one(lines, "indexes composite create", "--collection-group=runs ")
+    assert "field-path=status,order=ascending" in runs and "field-path=finished_at,order=descending" in runs
 
 
 def test_sources_option_limits_the_per_source_parts(guard: Path) -> None:

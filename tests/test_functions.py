@@ -17,7 +17,7 @@ from common.queue import TaskPayload, ensure_queue, queue_path
 from common.replay import ReplayServer
 from common.samples import HERE as SAMPLES
 from common.sources import get_source
-from common.store import get_job
+from common.store import get_job, source_states
 from tests.conftest import pull_events
 from tests.gdelt_helpers import gdelt_replay_dir
 
@@ -238,7 +238,7 @@ def test_status_applies_events_once_in_any_order(status, gcp: str) -> None:
     assert job.status == "succeeded" and job.records == 24
     events = list(clients.firestore().collection("jobs").document("gdelt-s1").collection("events").stream())
     assert len(events) == 2
-    source = clients.firestore().collection("sources").document("gdelt").get().to_dict()
+    source = source_states(["gdelt"])["gdelt"]
     assert source["watermark"] == "20240115120000" and source["last_status"] == "succeeded"
 
 
@@ -278,5 +278,5 @@ def test_a_multi_part_job_finishes_whatever_order_its_events_arrive_in(status, g
     job = get_job("gdelt-mp")
     assert job.status == "succeeded", job
     assert job.records == 30 and sorted(job.outputs) == ["file:///p0", "file:///p1", "file:///p2"]
-    source = clients.firestore().collection("sources").document("gdelt").get().to_dict()
+    source = source_states(["gdelt"])["gdelt"]
     assert source["cursors"] == {"k": "2024-01-03"}
