@@ -277,15 +277,15 @@ def p4_stack(ctx: Context) -> Section:
             f"emulator logged {lock:,} 'Transaction lock timeout' failures, each costing the status function "
             "a retry (after 5 attempts, a failed push that Pub/Sub redelivers about a second later). The stack "
             f"used {used:.2f} of {cores} CPUs{waiting}.",
-            "Two contention points, both in the status path (`common/store.py`, `common/publish.py`):\n\n"
-            "1. Every `record_event` transaction reads `sources/{name}` (last status and watermark, updated "
-            "on terminal events), so all status transactions of one source contend on one document, which the "
-            "emulator locks for the whole transaction. The same calls made directly with just 2 threads: "
-            f"100 jobs took {c_seconds:.1f} s ({c_failed} failing after 5 commit attempts), against "
-            f"{100 / (peer.median or 1):.1f} s one at a time. Production Firestore has the same hot-document "
-            "limit (about 1 sustained write/s per document).\n"
-            "2. The ingest function publishes `job.started` and `job.succeeded` within milliseconds, and Pub/Sub "
-            "pushes both at once, so the two transactions of one job contend on `jobs/{id}`.",
+            "Contention in the status path (`common/store.py`):\n\n"
+            "1. *Fixed.* Every `record_event` transaction used to read `sources/{name}`, so all status "
+            "transactions of one source contended on one document (with 2 threads, the same calls made "
+            f"directly: 100 jobs took {c_seconds:.1f} s, {c_failed} failing after 5 commit attempts). A "
+            "finished job now writes its own run record, and the source document is touched only when a "
+            "job moves its watermark or a cursor forward.\n"
+            "2. *Remaining.* The ingest function publishes `job.started` and `job.succeeded` within "
+            "milliseconds, and Pub/Sub pushes both at once, so the two transactions of one job contend on "
+            "`jobs/{id}`: the lock timeouts above.",
             "Profile of the peer (the same status writes one job at a time; pyinstrument, 100 jobs): a job's "
             "status costs two transactions of begin + reads + commit, most of it gRPC round trips:\n\n```\n"
             + peer_profile
@@ -313,49 +313,15 @@ def p4_stack(ctx: Context) -> Section:
 
 
 STORE_PROPOSAL = """\
-**Proposed** (owners of `common/store.py`, `common/publish.py`, `common/clients.py`, `common/devstack.py`
-and `deploy.sh`; not applied here, they change how `sources/{name}` is kept and how events are published):
+**Applied:** the source document is out of the per-event transaction (`common/store.py`:
+`update_source`): one run record per finished job (`sources/{name}/runs/{job_id}`), last status and last
+success read back by query, watermark and cursors advanced only when a job moves them. This took P4 from
+about 3-4 jobs/s to about 10 jobs/s.
 
-1. Take the source document out of the per-event transaction. `record_event`'s transaction reads and
-   writes only `jobs/{id}` and its marker (and part) documents. When it made the job terminal, write a
-   per-job summary `sources/{name}/runs/{job_id}` (`finished_at`, `status`, `watermark`, `cursors`,
-   `error`) with a plain `set`, and derive `source_state()` / `source_states()` from those by query
-   (`order_by("finished_at", DESCENDING).limit(1)`, and the same on `watermark` for successes): the
-   architecture's "no shared counters; aggregate by query".
-2. Publish job events with `ordering_key=job_id` (`PublisherOptions(enable_message_ordering=True)`) and
-   create the push subscription with `enable_message_ordering=True`, so one job's events reach the
-   status function one after another; jobs still run in parallel.
-
-Measured while writing this benchmark, on a scratch copy of the tree with both changes (same machine,
-same bench, `--only P4`, 3 runs of 1,000 jobs): **19.7 jobs/s [19.3-20.8], 0 lock timeouts**, against
-2.9 jobs/s (232 lock timeouts) without them; change 1 alone gave 11.5 jobs/s (about 75 lock timeouts
-per run, from change 2's cause). The experiment's diff:
-
-```diff
---- common/store.py  record_event()
--        source_snap = source_ref.get(transaction=transaction)
- ...
-             transaction.set(job_ref, new.model_dump(mode="json"))
--            _update_source(transaction, source_ref, source_snap, new, event)
-         return (new or job), new
--    job, _changed = txn(client.transaction())
-+    job, changed = txn(client.transaction())
-+    if changed is not None and changed.status.terminal:
-+        source_ref.collection("runs").document(changed.job_id).set(
-+            {"finished_at": event.time.isoformat(), "status": changed.status.value,
-+             "watermark": event.data.watermark, "cursors": event.data.cursors})
---- common/publish.py  publish()
-         event.to_bytes(),
-+        ordering_key=event.data.job_id,
---- common/clients.py  publisher()
--        return pubsub_v1.PublisherClient()
-+        return pubsub_v1.PublisherClient(
-+            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True))
---- common/devstack.py  _provision() (and deploy.sh for the real subscription)
--  {"topic": topic, "push_config": {"push_endpoint": push}, "ack_deadline_seconds": 60}
-+  {"topic": topic, "push_config": {"push_endpoint": push}, "ack_deadline_seconds": 60,
-+   "enable_message_ordering": True}
-```
-
-(`source_state()`/`source_states()` reading the `runs` by query is not in the experiment: it does not
-touch the write path measured here.)"""
+**Proposed, not applied:** publish job events with `ordering_key=job_id`
+(`PublisherOptions(enable_message_ordering=True)`) and create the push subscription with
+`enable_message_ordering=True`, so one job's events reach the status function one after another. On a
+scratch copy with both changes the bench measured 19.7 jobs/s with 0 lock timeouts. It is left out
+because ordering adds a failure mode to weigh first: after a failed publish, the client pauses that
+ordering key until `resume_publish` is called, so the publisher path needs that handling (and a test).
+"""
