@@ -62,11 +62,8 @@ def _subscription() -> str:
     return f"projects/{settings().project}/subscriptions/{DEAD_SUBSCRIPTION}"
 
 
-def list_dead(*, limit: int = 100) -> list[DeadLetter]:
-    """Dead letters from Firestore and the dead-letter subscription (left there: nothing is acked)."""
-    from google.api_core.exceptions import NotFound
-
-    from common.clients import firestore, subscriber
+def _firestore_letters(limit: int) -> list[DeadLetter]:
+    from common.clients import firestore
 
     out = []
     for doc in firestore().collection(DEAD_EVENTS).limit(limit).stream():
@@ -80,54 +77,82 @@ def list_dead(*, limit: int = 100) -> list[DeadLetter]:
                 received_at=v.get("received_at", ""),
             )
         )
-    try:
-        response = subscriber().pull(request={"subscription": _subscription(), "max_messages": limit}, timeout=10)
-    except NotFound:
-        return out
-    for m in response.received_messages:
-        out.append(
-            DeadLetter(
-                id=m.message.message_id,
-                where="pubsub",
-                reason="delivery attempts exhausted",
-                data=m.message.data,
-                received_at=m.message.publish_time.isoformat(),
-                ack_id=m.ack_id,
-            )
-        )
-    if response.received_messages:  # hand them back at once, so list stays read-only
-        subscriber().modify_ack_deadline(
-            request={
-                "subscription": _subscription(),
-                "ack_deadline_seconds": 0,
-                "ack_ids": [m.ack_id for m in response.received_messages],
-            }
-        )
     return out
 
 
+def _pull(limit: int) -> list[DeadLetter]:
+    """Messages of the dead-letter subscription, leased to this caller (ack or hand back with :func:`_release`)."""
+    from google.api_core.exceptions import NotFound
+
+    from common.clients import subscriber
+
+    try:
+        response = subscriber().pull(request={"subscription": _subscription(), "max_messages": limit}, timeout=10)
+    except NotFound:
+        return []
+    return [
+        DeadLetter(
+            id=m.message.message_id,
+            where="pubsub",
+            reason="delivery attempts exhausted",
+            data=m.message.data,
+            received_at=m.message.publish_time.isoformat(),
+            ack_id=m.ack_id,
+        )
+        for m in response.received_messages
+    ]
+
+
+def _release(letters: list[DeadLetter], *, ack: bool) -> None:
+    """Acknowledge leased messages (gone for good), or hand them back at once (deadline 0)."""
+    from common.clients import subscriber
+
+    ack_ids = [d.ack_id for d in letters if d.ack_id]
+    if not ack_ids:
+        return
+    if ack:
+        subscriber().acknowledge(request={"subscription": _subscription(), "ack_ids": ack_ids})
+    else:
+        subscriber().modify_ack_deadline(
+            request={"subscription": _subscription(), "ack_deadline_seconds": 0, "ack_ids": ack_ids}
+        )
+
+
+def list_dead(*, limit: int = 100) -> list[DeadLetter]:
+    """Dead letters from Firestore and the dead-letter subscription (read-only: messages are handed back)."""
+    leased = _pull(limit)
+    _release(leased, ack=False)
+    return _firestore_letters(limit) + leased
+
+
 def replay(ids: set[str] | None = None) -> list[tuple[str, str]]:
-    """Apply dead letters again (all, or those in ``ids``); returns ``(id, outcome)`` for each one tried."""
-    from common.clients import firestore, subscriber
+    """Apply dead letters again (all, or those in ``ids``); returns ``(id, outcome)`` for each one tried.
+
+    The subscription is pulled once: what applies is acknowledged, everything else handed back.
+    """
+    from common.clients import firestore
     from common.events import Event
     from common.store import record_event
 
     results = []
-    for letter in list_dead(limit=1000):
-        if ids is not None and letter.id not in ids:
-            continue
-        try:
-            event = Event.from_bytes(letter.data)
-        except ValueError as exc:
-            results.append((letter.id, f"still unreadable: {exc}"))
-            continue
-        job = record_event(event)
-        results.append((letter.id, f"applied: job {event.data.job_id} is {job.status.value if job else '?'}"))
-        if letter.where == "firestore":
-            firestore().collection(DEAD_EVENTS).document(letter.id).delete()
-        else:
-            response = subscriber().pull(request={"subscription": _subscription(), "max_messages": 1000}, timeout=10)
-            acks = [m.ack_id for m in response.received_messages if m.message.message_id == letter.id]
-            if acks:
-                subscriber().acknowledge(request={"subscription": _subscription(), "ack_ids": acks})
+    applied: list[DeadLetter] = []
+    leased = _pull(1000)
+    try:
+        for letter in _firestore_letters(1000) + leased:
+            if ids is not None and letter.id not in ids:
+                continue
+            try:
+                event = Event.from_bytes(letter.data)
+            except ValueError as exc:
+                results.append((letter.id, f"still unreadable: {exc}"))
+                continue
+            job = record_event(event)
+            results.append((letter.id, f"applied: job {event.data.job_id} is {job.status.value if job else '?'}"))
+            if letter.where == "firestore":
+                firestore().collection(DEAD_EVENTS).document(letter.id).delete()
+            else:
+                applied.append(letter)
+    finally:
+        _release(applied, ack=True)
+        _release([d for d in leased if d not in applied], ack=False)
     return results

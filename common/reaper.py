@@ -35,14 +35,20 @@ class Reaped:
     reason: str
 
 
-def _queued_tasks(job_id: str, source: Any) -> int:
-    """Tasks of the job still in its queue (its first task and any part tasks)."""
+def _task_names(source: Any) -> list[str]:
+    """Every task name in the source's queue (listed once per reaper run, not once per job)."""
     from common import clients
     from common.queue import queue_path
 
+    return [t.name for t in clients.tasks().list_tasks(request={"parent": queue_path(source.name), "page_size": 1000})]
+
+
+def _has_tasks(job_id: str, source: Any, names: list[str]) -> bool:
+    """Whether the job still has a task in its queue (its first task or a part task)."""
+    from common.queue import queue_path
+
     prefix = f"{queue_path(source.name)}/tasks/{job_id}"
-    tasks = clients.tasks().list_tasks(request={"parent": queue_path(source.name), "page_size": 1000})
-    return sum(1 for t in tasks if t.name == prefix or t.name.startswith(prefix + "--"))
+    return any(n == prefix or n.startswith(prefix + "--") for n in names)
 
 
 def _last_activity(job: Job) -> datetime:
@@ -65,13 +71,16 @@ def reap(*, now: datetime | None = None, dry_run: bool = False) -> list[Reaped]:
 
     now = now or datetime.now(UTC)
     out: list[Reaped] = []
+    queued: dict[str, list[str]] = {}  # source -> task names, listed on first need
     for job in list_jobs(status=JobStatus.running.value, limit=BATCH):
         source = get_source(job.source)
         limit = timedelta(seconds=source.queue.dispatch_deadline) + GRACE
         idle = now - _last_activity(job)
         if idle <= limit:
             continue
-        if _queued_tasks(job.job_id, source):
+        if source.name not in queued:
+            queued[source.name] = _task_names(source)
+        if _has_tasks(job.job_id, source, queued[source.name]):
             out.append(Reaped(job.job_id, "kept", f"idle {idle.total_seconds():.0f} s but its task is still queued"))
             continue
         reason = (
