@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from common.jobs import Job, JobStatus, canonical_json, job_id_for
+from common.jobs import Job, JobStatus, canonical_json, is_valid_id, job_id_for
 from common.sources.base import Source
 
 log = logging.getLogger("tributary.batches")
@@ -127,6 +127,8 @@ def save(batch: Batch) -> Batch:
 def load(batch_id: str) -> Batch | None:
     from common.clients import firestore
 
+    if not is_valid_id(batch_id):
+        return None
     snap = firestore().collection(BATCHES).document(batch_id).get()
     return Batch.model_validate(snap.to_dict()) if snap.exists else None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -64,6 +65,15 @@ class Job(BaseModel):
     def public(self) -> dict[str, Any]:
         """The JSON the API answers with."""
         return self.model_dump(mode="json")
+
+
+#: What job and batch ids look like (task-safe). Anything else names nothing, and Firestore refuses ids
+#: like "__x__" with an error rather than "not found" (docs/google-quirks.md).
+ID_RE = re.compile(r"^(?!__.*__$)[A-Za-z0-9_-]{1,200}$")
+
+
+def is_valid_id(value: str) -> bool:
+    return bool(ID_RE.match(value))
 
 
 def canonical_json(value: Any) -> bytes:

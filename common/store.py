@@ -15,7 +15,7 @@ from typing import Any
 
 from common.clients import firestore
 from common.events import Event, EventType
-from common.jobs import Job, JobStatus, Progress, apply_event
+from common.jobs import Job, JobStatus, Progress, apply_event, is_valid_id
 from common.sources.base import SourceState
 
 JOBS, SOURCES, EVENTS, PARTS, RUNS = "jobs", "sources", "events", "parts", "runs"
@@ -44,6 +44,8 @@ def create_job(job: Job) -> tuple[Job, bool]:
 
 def get_job(job_id: str, *, with_progress: bool = True) -> Job | None:
     """The job, with ``progress.done`` counted from its parts while it runs; None when unknown."""
+    if not is_valid_id(job_id):
+        return None
     snap = _job_ref(job_id).get()
     if not snap.exists:
         return None
