@@ -85,6 +85,12 @@ def test_unreadable_events_are_kept_as_dead_letters_and_can_be_listed(gcp: str) 
     assert letter_id == "m-1" and outcome.startswith("still unreadable: event body is not JSON")
 
 
+def test_an_envelope_whose_data_is_not_base64_is_kept_not_retried(gcp: str) -> None:
+    assert handle_pubsub({"message": {"data": "%%% not base64", "messageId": "m-3"}}) is None
+    (letter,) = list_dead()
+    assert letter.id == "m-3" and "not base64" in letter.reason
+
+
 def test_replay_applies_a_dead_letter_and_removes_it(gcp: str) -> None:
     create_job(Job(job_id="gdelt-dl", source="gdelt"))
     event = Event.make(EventType.succeeded, EventData(job_id="gdelt-dl", source="gdelt", records=5))
