@@ -21,6 +21,14 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 _lock = threading.Lock()
 
 
+def _emulator_env(variable: str, host: str | None) -> None:
+    """Google's clients read emulator hosts from the environment only: copy the setting there."""
+    if host:
+        import os
+
+        os.environ.setdefault(variable, host)
+
+
 def _anonymous() -> Any:
     from google.auth.credentials import AnonymousCredentials
 
@@ -35,10 +43,7 @@ def firestore() -> _firestore.Client:
 
         s = settings()
         if s.firestore_emulator_host:
-            import os
-
-            # The Firestore client reads the emulator host from the environment only.
-            os.environ.setdefault("FIRESTORE_EMULATOR_HOST", s.firestore_emulator_host)
+            _emulator_env("FIRESTORE_EMULATOR_HOST", s.firestore_emulator_host)
             return fs.Client(project=s.project, credentials=_anonymous())
         return fs.Client(project=s.project)
 
@@ -49,11 +54,7 @@ def publisher() -> pubsub_v1.PublisherClient:
     with _lock:
         from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
-        s = settings()
-        if s.pubsub_emulator_host:
-            import os
-
-            os.environ.setdefault("PUBSUB_EMULATOR_HOST", s.pubsub_emulator_host)
+        _emulator_env("PUBSUB_EMULATOR_HOST", settings().pubsub_emulator_host)
         return pubsub_v1.PublisherClient()
 
 
@@ -63,11 +64,7 @@ def subscriber() -> pubsub_v1.SubscriberClient:
     with _lock:
         from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
-        s = settings()
-        if s.pubsub_emulator_host:
-            import os
-
-            os.environ.setdefault("PUBSUB_EMULATOR_HOST", s.pubsub_emulator_host)
+        _emulator_env("PUBSUB_EMULATOR_HOST", settings().pubsub_emulator_host)
         return pubsub_v1.SubscriberClient()
 
 

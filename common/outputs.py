@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,19 +45,23 @@ class LocalStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 
-    def put_file(self, local: Path, name: str, content_type: str = "application/octet-stream") -> str:
+    def _replace(self, name: str, write: Callable[[Path], object]) -> str:
+        """Write through a temporary file, then rename: readers see the old object or the new, never half.
+
+        The temporary name is unique per process and thread: duplicate deliveries of one task run
+        concurrently in one process and write the same objects.
+        """
         target = self._target(name)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # unique per thread
-        shutil.copyfile(local, tmp)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        write(tmp)
         os.replace(tmp, target)
         return target.as_uri()
 
+    def put_file(self, local: Path, name: str, content_type: str = "application/octet-stream") -> str:
+        return self._replace(name, lambda tmp: shutil.copyfile(local, tmp))
+
     def put_bytes(self, data: bytes, name: str, content_type: str = "application/octet-stream") -> str:
-        target = self._target(name)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # unique per thread
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
-        return target.as_uri()
+        return self._replace(name, lambda tmp: tmp.write_bytes(data))
 
     def exists(self, name: str) -> bool:
         return (self.root / name).exists()
