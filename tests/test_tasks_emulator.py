@@ -27,12 +27,20 @@ from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 
 from common.clients import tasks_client_for
 from common.emulators.oidc import LocalSigner
-from common.emulators.tasks import TasksEmulator
+from common.emulators.tasks import TasksEmulator, _eta_header, _ts
 
 PROJECT = "tributary-test"
 LOCATION = "us-central1"
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 ROOT = Path(__file__).resolve().parents[1]
+
+
+# The ETA header and the task's schedule_time are the same truncated microsecond. Rounding
+# the header instead once put it 1 µs later than schedule_time, failing a CI run at random.
+@pytest.mark.parametrize("t", [1795397765.5129206, 1795397765.9999996, 1767225600.0, 1767225600.1234564])
+def test_eta_header_matches_schedule_time(t: float) -> None:
+    ts = _ts(t)
+    assert _eta_header(t) == f"{ts.seconds}.{ts.nanos // 1000:06d}"
 
 
 # --- a recording HTTP target -----------------------------------------------------------------------

@@ -133,6 +133,16 @@ def _ts(t: float) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=micros // 1_000_000, nanos=(micros % 1_000_000) * 1000)
 
 
+def _eta_header(t: float) -> str:
+    """The X-CloudTasks-TaskETA value: the same truncated microsecond as `_ts`.
+
+    Formatting the float with `:.6f` rounds instead, so the header could read one
+    microsecond later than the task's schedule_time (a CI run caught exactly that).
+    """
+    micros = math.floor(t * 1_000_000)
+    return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+
 def _from_ts(ts: timestamp_pb2.Timestamp) -> float:
     return ts.seconds + ts.nanos / 1e9
 
@@ -946,7 +956,7 @@ class TasksEmulator:
                 "X-CloudTasks-TaskName": task.task_id,
                 "X-CloudTasks-TaskRetryCount": str(retry_count),
                 "X-CloudTasks-TaskExecutionCount": str(task.execution_count),
-                "X-CloudTasks-TaskETA": f"{task.schedule_time:.6f}",
+                "X-CloudTasks-TaskETA": _eta_header(task.schedule_time),
             }
         )
         if retry_count:
