@@ -220,12 +220,12 @@ def describe_sources() -> list[dict[str, Any]]:
     """Every source with its schedule, queue, params schema and recorded state."""
     from dataclasses import asdict
 
-    from common.sources import SOURCES
+    from common.sources import all_sources
     from common.store import source_states
 
-    states = source_states([s.name for s in SOURCES])
+    states = source_states([s.name for s in all_sources()])
     out = []
-    for s in SOURCES:
+    for s in all_sources():
         state = states.get(s.name, {})
         out.append(
             {
@@ -346,14 +346,14 @@ def due_on(source: Any, day: date) -> bool:
 def run_daily(*, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
     """Enqueue every source due on the day; the answer's ``job_id`` is the batch's, for polling."""
     from common import batches
-    from common.sources import SOURCES
+    from common.sources import all_sources
 
     req = _request(RunDailyRequest, body, headers, optional=True)
     try:
         day = date.fromisoformat(req.date) if req.date else datetime.now(UTC).date()
     except ValueError:
         raise ApiError(400, "invalid_date", "date must be YYYY-MM-DD", field="date") from None
-    chosen = [_source(n, field="sources") for n in req.sources] if req.sources else list(SOURCES)
+    chosen = [_source(n, field="sources") for n in req.sources] if req.sources else list(all_sources())
     due = [s for s in chosen if due_on(s, day)]
     batch_id = f"run-daily-{day.strftime('%Y%m%d')}" + (
         f"-{batches.batch_id_for('s', req.sources)}" if req.sources else ""

@@ -17,7 +17,7 @@ def run_demo(state_dir: Path, *, timeout: float, console: Console, out: Console)
     """Run the demo; True when every job succeeded. The stack is always stopped at the end."""
     from common.devstack import Stack, StackConfig
     from common.samples import materialize
-    from common.sources import SOURCES
+    from common.sources import all_sources
 
     replay = materialize(state_dir / "replay")
     stack = Stack(StackConfig(state_dir=state_dir, replay_dir=replay, auto_ports=True))
@@ -29,7 +29,7 @@ def run_demo(state_dir: Path, *, timeout: float, console: Console, out: Console)
     try:
         with httpx.Client(base_url=state.endpoints["api_url"], timeout=30) as api:
             submitted = {}
-            for source in SOURCES:
+            for source in all_sources():
                 r = api.post("/v1/jobs", json={"source": source.name, "params": dict(source.demo_params)})
                 if r.status_code != 202:
                     raise ConfigError(f"submitting {source.name} failed: {r.status_code} {r.text}")
@@ -77,4 +77,4 @@ def run_demo(state_dir: Path, *, timeout: float, console: Console, out: Console)
     out.print(f"{len(written)} objects written under {data_dir}:")
     for name in written:
         out.print(f"  {name}")
-    return all(j["status"] == "succeeded" for j in results) and len(results) == len(SOURCES)
+    return all(j["status"] == "succeeded" for j in results) and len(results) == len(all_sources())

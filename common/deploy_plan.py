@@ -285,9 +285,9 @@ def build_plan(
     from common.settings import Settings, settings
 
     if sources is None:
-        from common.sources import SOURCES
+        from common.sources import all_sources
 
-        sources = SOURCES
+        sources = all_sources()
     _check_token("project", project)
     _check_token("region", region)
     if project_number != NUMBER_PLACEHOLDER and not project_number.isdigit():

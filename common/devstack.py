@@ -397,7 +397,7 @@ class Stack:
         return out
 
     def _function_env(self, key_file: Path) -> dict[str, str]:
-        from common.sources import SOURCES
+        from common.sources import all_sources
 
         host, p = self.config.host, self.ports
         env = {
@@ -420,7 +420,7 @@ class Stack:
         if self.config.replay_dir is not None:
             from common.secrets import env_name
 
-            for s in SOURCES:
+            for s in all_sources():
                 env[f"TRIBUTARY_{s.name.upper()}_BASE_URL"] = f"http://{host}:{p['replay']}/{s.name}"
                 for secret in s.secrets:  # recorded upstreams accept any key; never forward a real one
                     env.setdefault(env_name(secret), "replay-placeholder")
@@ -434,7 +434,7 @@ class Stack:
 
             from common import clients
             from common.queue import ensure_queue
-            from common.sources import SOURCES
+            from common.sources import all_sources
 
             project, host = self.config.project, self.config.host
             topic = f"projects/{project}/topics/ingest-events"
@@ -452,7 +452,7 @@ class Stack:
             ):
                 with contextlib.suppress(AlreadyExists):
                     sub.create_subscription(request={"name": f"projects/{project}/subscriptions/{name}", **request})
-            for source in SOURCES:
+            for source in all_sources():
                 ensure_queue(source)
 
     def _sync_schedules(self) -> None:

@@ -72,10 +72,10 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 def _job_request() -> dict[str, Any]:
     """``{source, params}`` as one alternative per registered source, each with its own params schema."""
-    from common.sources import SOURCES
+    from common.sources import all_sources
 
     variants = []
-    for s in SOURCES:
+    for s in all_sources():
         params = s.params_model.model_json_schema(ref_template="#/components/schemas/" + s.name + "_{model}")
         defs = params.pop("$defs", {})
         for name, schema in defs.items():

@@ -42,13 +42,17 @@ ConfigFile = Annotated[
 
 
 def _load_sources() -> list[Any]:
-    """The registered sources (``common.sources.SOURCES``), imported on use."""
+    """The registered sources (``common.sources.all_sources()``), imported on use."""
     try:
-        from common.sources import SOURCES
+        from common.sources import all_sources
     except ImportError as exc:
-        typer.secho(f"cannot load the sources: common.sources.SOURCES is not available ({exc})", err=True, fg="red")
+        typer.secho(
+            f"cannot load the sources: common.sources.all_sources() is not available ({exc})",
+            err=True,
+            fg="red",
+        )
         raise typer.Exit(2) from exc
-    return list(SOURCES)
+    return list(all_sources())
 
 
 def _plan(api_url: str, config: Path | None) -> tuple[Plan, Any]:

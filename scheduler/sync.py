@@ -440,7 +440,7 @@ def sync_schedules(
 
     Defaults: the client from :func:`common.clients.scheduler` (the emulator when
     ``CLOUD_SCHEDULER_EMULATOR_HOST`` is set), project, region and invoker service account from
-    :func:`common.settings.settings`, the sources from ``common.sources.SOURCES``, the API URL from
+    :func:`common.settings.settings`, the sources from ``common.sources.all_sources()``, the API URL from
     ``TRIBUTARY_API_URL`` (else http://127.0.0.1:8080) and the overrides file from
     ``TRIBUTARY_SCHEDULE_OVERRIDES`` when set.
     """
@@ -453,9 +453,9 @@ def sync_schedules(
 
         client = scheduler()
     if sources is None:
-        from common.sources import SOURCES
+        from common.sources import all_sources
 
-        sources = SOURCES
+        sources = all_sources()
     if api_url is None:
         api_url = os.environ.get("TRIBUTARY_API_URL") or DEFAULT_API_URL
     if overrides is None:

@@ -26,9 +26,9 @@ EXAMPLES = 200 if RANDOM else 25
 @pytest.fixture
 def api_schema(gcp: str, tasks_emulator):
     from common.queue import ensure_queue
-    from common.sources import SOURCES
+    from common.sources import all_sources
 
-    for source in SOURCES:
+    for source in all_sources():
         ensure_queue(source)
     app = create_app("api", str(FUNCTIONS / "api.py"))
     # Backfills plan through upstream services; fuzz the API's own validation, not GDELT's availability.

@@ -58,9 +58,9 @@ class DeployCheck(Source):
 
 
 def expected_sources() -> list[Source]:
-    from common.sources import BUILTIN
+    from common.sources import BUILTIN, get_source
 
-    return [*BUILTIN, DeployCheck()]
+    return [*map(get_source, BUILTIN), DeployCheck()]
 
 
 def sa(kind: str) -> str:

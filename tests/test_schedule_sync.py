@@ -302,14 +302,14 @@ def test_missing_sources_module_is_a_clear_error(capsys, monkeypatch) -> None:
     with pytest.raises(typer.Exit) as info:
         schedule_cli._load_sources()
     assert info.value.exit_code == 2
-    assert "common.sources.SOURCES is not available" in capsys.readouterr().err
+    assert "common.sources.all_sources() is not available" in capsys.readouterr().err
 
 
 def test_the_registered_sources_fit_the_contract() -> None:
     try:
         sources = schedule_cli._load_sources()
     except typer.Exit:  # pragma: no cover - before common.sources exists
-        pytest.skip("common.sources.SOURCES is not available yet")
+        pytest.skip("common.sources.all_sources() is not available yet")
     jobs = desired_jobs(sources, project=PROJECT, region=REGION, api_url=API, service_account=SA)
     scheduled = [s.name for s in sources if getattr(s, "schedule", None) is not None]
     assert sorted(job.name.rsplit("/", 1)[-1] for job in jobs) == sorted(f"tributary-{n}" for n in scheduled)

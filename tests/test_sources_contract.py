@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from croniter import croniter
 
+from common.errors import ConfigError
 from common.schema import TYPES, arrow_schema
-from common.sources import SOURCES
+from common.sources import BUILTIN, all_sources, get_source
 from common.sources.base import Params, Source
 
-IDS = [s.name for s in SOURCES]
-SAMPLES = Path(__file__).resolve().parents[1] / "common" / "samples"
+IDS = [s.name for s in all_sources()]
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "common" / "samples"
 
 
-@pytest.fixture(params=SOURCES, ids=IDS)
+@pytest.fixture(params=all_sources(), ids=IDS)
 def source(request: pytest.FixtureRequest) -> Source:
     return request.param
 
@@ -25,6 +29,29 @@ def source(request: pytest.FixtureRequest) -> Source:
 def test_names_are_unique_and_task_safe() -> None:
     assert len(IDS) == len(set(IDS))
     assert all(n.isidentifier() and n.islower() for n in IDS)
+
+
+def test_the_registry_imports_a_source_only_when_asked() -> None:
+    """A cold ingest function imports the one source it serves (the other modules cost ~100 ms)."""
+    code = (
+        "import sys, functions.ingest, functions.api, functions.status\n"
+        "from common.sources import get_source\n"
+        "loaded = lambda: sorted(m for m in sys.modules if m.startswith('common.sources.'))\n"
+        "print(loaded()); get_source('fred'); print(loaded())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["['common.sources.base']", "['common.sources.base', 'common.sources.fred']"]
+
+
+def test_an_unknown_source_names_the_known_ones() -> None:
+    with pytest.raises(KeyError, match="unknown source 'nope'; known sources: comtrade, fred, gdelt"):
+        get_source("nope")
+
+
+def test_a_registry_entry_must_load_the_source_it_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(BUILTIN, "wrong", BUILTIN["fred"])
+    with pytest.raises(ConfigError, match=r"BUILTIN\['wrong'\] loads a source named 'fred'"):
+        get_source("wrong")
 
 
 def test_schedule_is_a_valid_cron_in_a_real_time_zone(source: Source) -> None:

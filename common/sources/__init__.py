@@ -2,52 +2,76 @@
 
 Sources that live outside this package (a team's own connector, the benchmarks' no-op source) are
 named explicitly in ``TRIBUTARY_EXTRA_SOURCES`` as ``module:Class`` entries separated by commas.
+
+A source's module is imported when that source is first asked for, not when this package is: a
+deployed ingest function serves one source per request, and importing all seven modules cost a
+cold start about 100 ms (``python -X importtime -c 'import functions.ingest'``; BENCHMARKS.md, P2).
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+from functools import cache
 
 from common.errors import ConfigError
 from common.sources.base import Source
-from common.sources.comtrade import Comtrade
-from common.sources.fred import Fred
-from common.sources.gdelt import Gdelt
-from common.sources.ofac import Ofac
-from common.sources.reliefweb import ReliefWeb
-from common.sources.worldbank import WorldBank
 
-BUILTIN: tuple[Source, ...] = (Gdelt(), Fred(), Comtrade(), ReliefWeb(), WorldBank(), Ofac())
+#: name -> "module:Class", in the order the sources are listed (api, demo, deploy).
+BUILTIN: dict[str, str] = {
+    "gdelt": "common.sources.gdelt:Gdelt",
+    "fred": "common.sources.fred:Fred",
+    "comtrade": "common.sources.comtrade:Comtrade",
+    "reliefweb": "common.sources.reliefweb:ReliefWeb",
+    "worldbank": "common.sources.worldbank:WorldBank",
+    "ofac": "common.sources.ofac:Ofac",
+}
 
 
+def _load(spec: str) -> Source:
+    module, _, cls = spec.partition(":")
+    source: Source = getattr(importlib.import_module(module), cls)()
+    return source
+
+
+@cache
+def _builtin(name: str) -> Source:
+    source = _load(BUILTIN[name])
+    if source.name != name:  # a registry typo would otherwise route jobs to the wrong source
+        raise ConfigError(f"common.sources.BUILTIN[{name!r}] loads a source named {source.name!r}")
+    return source
+
+
+@cache
 def _extra() -> tuple[Source, ...]:
     spec = os.environ.get("TRIBUTARY_EXTRA_SOURCES", "").strip()
     out = []
     for entry in filter(None, (e.strip() for e in spec.split(","))):
-        module, _, cls = entry.partition(":")
         try:
-            out.append(getattr(importlib.import_module(module), cls)())
+            out.append(_load(entry))
         except (ImportError, AttributeError, ValueError) as exc:
             raise ConfigError(f"TRIBUTARY_EXTRA_SOURCES entry {entry!r} cannot be loaded: {exc}") from exc
     return tuple(out)
 
 
-SOURCES: tuple[Source, ...] = BUILTIN + _extra()
-_BY_NAME = {s.name: s for s in SOURCES}
-
-
 def get_source(name: str) -> Source:
-    """The source called ``name``.
+    """The source called ``name``, importing only its module.
 
     Raises:
         KeyError: no such source (the message lists the known ones).
     """
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        raise KeyError(f"unknown source {name!r}; known sources: {', '.join(sorted(_BY_NAME))}") from None
+    if name in BUILTIN:
+        return _builtin(name)
+    for source in _extra():
+        if source.name == name:
+            return source
+    raise KeyError(f"unknown source {name!r}; known sources: {', '.join(source_names())}")
+
+
+def all_sources() -> tuple[Source, ...]:
+    """Every registered source, built-in first (this imports all their modules)."""
+    return tuple(_builtin(name) for name in BUILTIN) + _extra()
 
 
 def source_names() -> list[str]:
-    return sorted(_BY_NAME)
+    return sorted([*BUILTIN, *(s.name for s in _extra())])
