@@ -28,8 +28,13 @@ from common.sources.base import Context, Part, Source
 
 log = logging.getLogger("tributary.ingest")
 
-#: Rows buffered before a batch of dict records is written (bounds memory for record-yielding parsers).
+#: Rows buffered before dict records are converted to an Arrow batch (bounds memory for record-yielding parsers).
 ROWS_PER_BATCH = 10_000
+#: Arrow bytes buffered before a Parquet row group is written. Each ``write_batch`` call would be its own
+#: row group (a GDELT export parses into ~1 MiB batches): for the 10x GDELT file, nine small row groups
+#: took 59 ms and 1.7 MB where one took 36 ms and 0.6 MB (dictionaries and statistics per column chunk).
+#: 16 MiB keeps the memory bound while giving readers (BigQuery, DuckDB) row groups worth pruning.
+ROW_GROUP_BYTES = 16 << 20
 
 
 @dataclass
@@ -169,7 +174,8 @@ def run_part(source: Source, part: Part, ctx: Context, store: OutputStore) -> Pa
 def write_parquet(items: Iterable[Any], columns: Any, path: Path) -> tuple[int, int]:
     """Write parsed items (dicts, Arrow batches or ``SkippableRecord``s) to one Parquet file.
 
-    Returns ``(records, skipped)``. Memory stays bounded: batches are written as they come.
+    Returns ``(records, skipped)``. Memory stays bounded: batches are gathered into row groups of about
+    ``ROW_GROUP_BYTES`` of Arrow data, each written as soon as it is full.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -178,14 +184,30 @@ def write_parquet(items: Iterable[Any], columns: Any, path: Path) -> tuple[int, 
 
     schema = arrow_schema(columns)
     records = skipped = 0
-    pending: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []  # dict records not yet converted
+    group: list[Any] = []  # Arrow batches of the row group being gathered
+    group_bytes = 0
     with pq.ParquetWriter(path, schema, compression="snappy") as writer:
 
-        def flush() -> None:
-            nonlocal records
+        def add(batch: Any) -> None:
+            nonlocal records, group_bytes
+            group.append(batch)
+            group_bytes += batch.nbytes
+            records += batch.num_rows
+            if group_bytes >= ROW_GROUP_BYTES:
+                write_group()
+
+        def write_group() -> None:
+            nonlocal group_bytes
+            if group:
+                table = pa.Table.from_batches(group, schema=schema)
+                writer.write_table(table, row_group_size=max(1, table.num_rows))
+                group.clear()
+                group_bytes = 0
+
+        def convert_pending() -> None:
             if pending:
-                writer.write_batch(pa.RecordBatch.from_pylist(pending, schema=schema))
-                records += len(pending)
+                add(pa.RecordBatch.from_pylist(pending, schema=schema))
                 pending.clear()
 
         try:
@@ -193,14 +215,13 @@ def write_parquet(items: Iterable[Any], columns: Any, path: Path) -> tuple[int, 
                 if isinstance(item, dict):
                     pending.append(item)
                     if len(pending) >= ROWS_PER_BATCH:
-                        flush()
+                        convert_pending()
                 elif isinstance(item, SkippableRecord):
                     skipped += 1
                 else:
-                    batch = item if item.schema.equals(schema) else item.cast(schema)
-                    writer.write_batch(batch)
-                    records += batch.num_rows
-            flush()
+                    add(item if item.schema.equals(schema) else item.cast(schema))
+            convert_pending()
+            write_group()
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise PermanentError(f"records do not match the declared schema: {exc}") from exc
     return records, skipped

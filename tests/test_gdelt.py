@@ -12,10 +12,11 @@ import pytest
 
 from common.errors import BadParams, PermanentError
 from common.http import Http
-from common.ingest import run_part
+from common.ingest import run_part, write_parquet
 from common.outputs import LocalStore
 from common.replay import ReplayServer
 from common.samples import HERE as SAMPLES
+from common.schema import arrow_schema
 from common.sources.base import Context, SourceState, iter_records
 from common.sources.gdelt import EVENTS, GKG, MENTIONS, Gdelt, parse_file_list, parse_tsv
 from tests.conftest import fixture_path
@@ -85,6 +86,29 @@ def test_zip_with_two_members_is_rejected() -> None:
     buf.seek(0)
     with pytest.raises(PermanentError, match="one file"):
         list(parse_tsv(buf, EVENTS))
+
+
+def test_small_batches_are_gathered_into_row_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row group per Arrow batch made files 3x larger and writes 1.6x slower (common/ingest.py)."""
+    import pyarrow as pa
+
+    from common import ingest
+
+    table = pa.Table.from_pylist(rows(SAMPLE.read_bytes()), schema=arrow_schema(EVENTS))
+    batches = table.to_batches(max_chunksize=2)  # many tiny batches, as a streamed parse yields
+    assert len(batches) > 10
+    out = tmp_path / "one.parquet"
+    assert write_parquet(iter(batches), EVENTS, out) == (table.num_rows, 0)
+    assert pq.ParquetFile(out).metadata.num_row_groups == 1
+    assert pq.read_table(out).equals(table)
+
+    # Past ROW_GROUP_BYTES a group is written and the next one begins: memory stays bounded.
+    monkeypatch.setattr(ingest, "ROW_GROUP_BYTES", batches[0].nbytes * 3)
+    out = tmp_path / "many.parquet"
+    assert write_parquet(iter(batches), EVENTS, out) == (table.num_rows, 0)
+    groups = pq.ParquetFile(out).metadata.num_row_groups
+    assert 1 < groups <= len(batches)
+    assert pq.read_table(out).equals(table)
 
 
 # ---- real files (../shared/fixtures) --------------------------------------------------------------
