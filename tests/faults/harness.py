@@ -25,6 +25,7 @@ import shutil
 import tempfile
 import threading
 import time
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -200,9 +201,14 @@ class Audit:
         """Pull (and ack) until nothing is left; bounded."""
         with self._lock:
             for _ in range(50):
-                resp = self.sub.pull(
-                    request={"subscription": self.name, "max_messages": 1000, "return_immediately": True}, timeout=10
-                )
+                # A pull that answers at once when nothing is left: the flag is deprecated, but the
+                # emulator honours it and without it an empty pull waits out its whole timeout.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    resp = self.sub.pull(
+                        request={"subscription": self.name, "max_messages": 1000, "return_immediately": True},
+                        timeout=10,
+                    )
                 if not resp.received_messages:
                     return
                 self.sub.acknowledge(
