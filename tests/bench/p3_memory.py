@@ -95,8 +95,9 @@ def p3_memory(ctx: Context, inputs: dict[int, GdeltFile] | None = None) -> Secti
             "Arrow's pool), so the peak grows with the file up to a multiple of the block size.\n\n"
             "Applied: `BLOCK_SIZE` went from 4 MiB to 1 MiB (`common/sources/gdelt.py`), measured by this "
             "benchmark at +51 MB before and about +30 MB after for the 10x file (100x: +155 MB before, about "
-            "+80 MB after). Parsing speed is unchanged within noise (P1); Parquet row groups are smaller "
-            "(about 2,500 rows instead of 10,000), which `write_parquet` could offset by buffering batches."
+            "+80 MB after). Parsing speed is unchanged within noise (P1). The smaller batches do not make "
+            "smaller Parquet row groups: `write_parquet` gathers them into row groups of about 16 MiB of Arrow "
+            "data (`common.ingest.ROW_GROUP_BYTES`), which bounds what it holds at once."
         )
     if len(inputs) > 2:
         sec.details = (
