@@ -83,6 +83,25 @@ def handle(method: str, path: str, *, query: dict[str, str], headers: dict[str, 
     except HTTPException as exc:
         code = exc.code or 400
         return ApiError(code, "bad_request", exc.description or "bad request").body(), code, {}
+    except Exception as exc:
+        if (unavailable := _google_unavailable(exc)) is None:
+            raise
+        log.warning("%s %s: %s", method, path, unavailable.message)
+        return unavailable.body(), unavailable.status, {"Retry-After": "10"}
+
+
+def _google_unavailable(exc: Exception) -> ApiError | None:
+    """A Google service that did not answer in time (Firestore down, a call past its deadline): a 503 the
+    caller can retry, instead of a 500 page. Other errors are bugs and propagate."""
+    if not type(exc).__module__.startswith("google."):
+        return None
+    from google.api_core import exceptions as gexc
+
+    if not isinstance(exc, gexc.RetryError | gexc.ServiceUnavailable | gexc.DeadlineExceeded):
+        return None
+    cause = getattr(exc, "cause", None) or exc
+    message = f"a Google Cloud service is unavailable or did not answer in time: {cause}"
+    return ApiError(503, "backend_unavailable", message)
 
 
 def _json_body(body: bytes, headers: dict[str, str]) -> Any:

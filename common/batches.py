@@ -111,25 +111,27 @@ def save(batch: Batch) -> Batch:
     from google.api_core.exceptions import AlreadyExists, Conflict
 
     from common.clients import firestore
+    from common.store import call_bounds
 
     ref = firestore().collection(BATCHES).document(batch.batch_id)
     try:
-        ref.create(batch.model_dump(mode="json"))
+        ref.create(batch.model_dump(mode="json"), **call_bounds())
         return batch
     except (AlreadyExists, Conflict):
-        stored = Batch.model_validate(ref.get().to_dict())
+        stored = Batch.model_validate(ref.get(**call_bounds()).to_dict())
         if batch.total > stored.total:  # a resubmission that planned more (e.g. new slots published since)
-            ref.set(batch.model_dump(mode="json"))
+            ref.set(batch.model_dump(mode="json"), **call_bounds())
             return batch
         return stored
 
 
 def load(batch_id: str) -> Batch | None:
     from common.clients import firestore
+    from common.store import call_bounds
 
     if not is_valid_id(batch_id):
         return None
-    snap = firestore().collection(BATCHES).document(batch_id).get()
+    snap = firestore().collection(BATCHES).document(batch_id).get(**call_bounds())
     return Batch.model_validate(snap.to_dict()) if snap.exists else None
 
 
@@ -139,6 +141,7 @@ def counts(batch_id: str, reused_ids: list[str] | None = None) -> dict[str, int]
     from google.cloud.firestore_v1.base_query import FieldFilter
 
     from common.clients import firestore
+    from common.store import call_bounds
 
     jobs = firestore().collection("jobs")
     out = {}
@@ -149,7 +152,7 @@ def counts(batch_id: str, reused_ids: list[str] | None = None) -> dict[str, int]
         out[status.value] = _count(query)
     if reused_ids:
         refs = [jobs.document(job_id) for job_id in reused_ids]
-        for snap in firestore().get_all(refs, field_paths=["status"]):
+        for snap in firestore().get_all(refs, field_paths=["status"], **call_bounds()):
             value = (snap.to_dict() or {}).get("status") if snap.exists else None
             if value in out:
                 out[value] += 1
@@ -158,7 +161,9 @@ def counts(batch_id: str, reused_ids: list[str] | None = None) -> dict[str, int]
 
 def _count(query: Any) -> int:
     """The result of a count aggregation (one result set holding one aggregate)."""
-    result: Any = query.count().get()
+    from common.store import call_bounds
+
+    result: Any = query.count().get(**call_bounds())
     return int(result[0][0].value)
 
 

@@ -46,6 +46,7 @@ class DeadLetter:
 def record(message_id: str, raw: bytes, reason: str, attributes: dict[str, str] | None = None) -> None:
     """Keep an unreadable event (idempotent: the Pub/Sub message id names it)."""
     from common.clients import firestore
+    from common.store import call_bounds
 
     doc = firestore().collection(DEAD_EVENTS).document(message_id or "unknown")
     doc.set(
@@ -54,7 +55,8 @@ def record(message_id: str, raw: bytes, reason: str, attributes: dict[str, str] 
             "data": base64.b64encode(raw).decode(),
             "attributes": attributes or {},
             "received_at": datetime.now(UTC).isoformat(),
-        }
+        },
+        **call_bounds(),
     )
 
 
@@ -64,9 +66,10 @@ def _subscription() -> str:
 
 def _firestore_letters(limit: int) -> list[DeadLetter]:
     from common.clients import firestore
+    from common.store import call_bounds
 
     out = []
-    for doc in firestore().collection(DEAD_EVENTS).limit(limit).stream():
+    for doc in firestore().collection(DEAD_EVENTS).limit(limit).stream(**call_bounds()):
         v = doc.to_dict() or {}
         out.append(
             DeadLetter(

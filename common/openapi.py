@@ -138,17 +138,19 @@ def document() -> dict[str, Any]:
                 "get": {
                     "summary": "List jobs, newest first",
                     "parameters": query,
-                    "responses": {"200": _json("JobList", "jobs"), **_errors(400)},
+                    "responses": {"200": _json("JobList", "jobs"), **_errors(400, 503)},
                 },
             },
             "/v1/jobs/{job_id}": {
                 "get": {
                     "summary": "One job",
                     "parameters": [{"name": "job_id", **id_param}],
-                    "responses": {"200": _json("Job", "the job"), **_errors(400, 404)},
+                    "responses": {"200": _json("Job", "the job"), **_errors(400, 404, 503)},
                 }
             },
-            "/v1/sources": {"get": {"summary": "Sources and their state", "responses": {"200": any_object}}},
+            "/v1/sources": {
+                "get": {"summary": "Sources and their state", "responses": {"200": any_object, **_errors(503)}}
+            },
             "/v1/backfills": {
                 "post": {
                     "summary": "Backfill a range",
@@ -163,7 +165,7 @@ def document() -> dict[str, Any]:
                 "get": {
                     "summary": "A backfill's progress",
                     "parameters": [{"name": "batch_id", **id_param}],
-                    "responses": {"200": _json("BatchOut", "the batch"), **_errors(404)},
+                    "responses": {"200": _json("BatchOut", "the batch"), **_errors(404, 503)},
                 }
             },
             "/api/v1/ingest/run-daily": {
@@ -173,14 +175,14 @@ def document() -> dict[str, Any]:
                         "required": False,
                         "content": {"application/json": {"schema": {"$ref": REF.format(model="RunDailyRequest")}}},
                     },
-                    "responses": {"202": any_object, **_errors(400, 413, 415)},
+                    "responses": {"202": any_object, **_errors(400, 413, 415, 503)},
                 }
             },
             "/api/v1/ingest/jobs/{job_id}": {
                 "get": {
                     "summary": "A batch or a job (n8n polling)",
                     "parameters": [{"name": "job_id", **id_param}],
-                    "responses": {"200": any_object, **_errors(400, 404)},
+                    "responses": {"200": any_object, **_errors(400, 404, 503)},
                 }
             },
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": any_object}}},

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     oidc_audience: CommaList = ()
     # API keys for the public API (header X-API-Key), comma list of "sha256:<hex>" (or, locally, plain keys).
     api_keys: CommaList = ()
+    # Seconds a Firestore call may take, retries included, before it fails (the client's own default is 300).
+    firestore_deadline: float = Field(20.0, gt=0.0, le=300.0)
     # The api function's base URL: Cloud Scheduler's token audience, and the CLI's default target.
     api_url: str = ""
 

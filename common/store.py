@@ -11,6 +11,7 @@ document is hot while parts run in parallel.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from common.clients import firestore
@@ -19,6 +20,26 @@ from common.jobs import Job, JobStatus, Progress, apply_event, is_valid_id
 from common.sources.base import SourceState
 
 JOBS, SOURCES, EVENTS, PARTS, RUNS = "jobs", "sources", "events", "parts", "runs"
+
+
+def call_bounds() -> dict[str, Any]:
+    """``retry`` and ``timeout`` for every Firestore read and write here.
+
+    The client's defaults retry an unreachable Firestore for up to 300 s (docs/google-quirks.md), so an
+    operator's ``GET /v1/jobs/{id}`` hung for minutes instead of answering 503. The whole call, retries
+    included, now ends after ``TRIBUTARY_FIRESTORE_DEADLINE`` seconds (default 20).
+    """
+    from common.settings import settings
+
+    return _bounds(settings().firestore_deadline)
+
+
+@cache
+def _bounds(deadline: float) -> dict[str, Any]:
+    from google.api_core.retry import Retry, if_transient_error
+
+    retry = Retry(predicate=if_transient_error, initial=0.1, maximum=2.0, multiplier=2.0, timeout=deadline)
+    return {"retry": retry, "timeout": deadline}
 
 
 def _job_ref(job_id: str) -> Any:
@@ -35,10 +56,10 @@ def create_job(job: Job) -> tuple[Job, bool]:
 
     ref = _job_ref(job.job_id)
     try:
-        ref.create(job.model_dump(mode="json"))
+        ref.create(job.model_dump(mode="json"), **call_bounds())
         return job, True
     except (AlreadyExists, Conflict):
-        snap = ref.get()
+        snap = ref.get(**call_bounds())
         return _load(snap.to_dict()), False
 
 
@@ -46,7 +67,7 @@ def get_job(job_id: str, *, with_progress: bool = True) -> Job | None:
     """The job, with ``progress.done`` counted from its parts while it runs; None when unknown."""
     if not is_valid_id(job_id):
         return None
-    snap = _job_ref(job_id).get()
+    snap = _job_ref(job_id).get(**call_bounds())
     if not snap.exists:
         return None
     job = _load(snap.to_dict())
@@ -66,12 +87,12 @@ def list_jobs(
         if value is not None:
             query = query.where(filter=FieldFilter(name, "==", value))
     query = query.order_by("created_at", direction="DESCENDING").limit(limit)
-    return [_load(s.to_dict()) for s in query.stream()]
+    return [_load(s.to_dict()) for s in query.stream(**call_bounds())]
 
 
 def count_parts(job_id: str) -> int:
     """How many parts of the job have stored their result (an aggregation query, not a counter)."""
-    result: Any = _job_ref(job_id).collection(PARTS).count().get()
+    result: Any = _job_ref(job_id).collection(PARTS).count().get(**call_bounds())
     return int(result[0][0].value)
 
 
@@ -89,8 +110,8 @@ def record_event(event: Event) -> Job | None:
 
     @fs.transactional
     def txn(transaction: Any) -> tuple[Job, bool]:
-        job_snap = job_ref.get(transaction=transaction)
-        marker = marker_ref.get(transaction=transaction)
+        job_snap = job_ref.get(transaction=transaction, **call_bounds())
+        marker = marker_ref.get(transaction=transaction, **call_bounds())
         job = (
             _load(job_snap.to_dict())
             if job_snap.exists
@@ -129,7 +150,7 @@ def finish_if_complete(job_id: str) -> Job | None:
 
     client = firestore()
     job_ref = _job_ref(job_id)
-    snap = job_ref.get()
+    snap = job_ref.get(**call_bounds())
     if not snap.exists:
         return None
     job = _load(snap.to_dict())
@@ -138,10 +159,10 @@ def finish_if_complete(job_id: str) -> Job | None:
 
     @fs.transactional
     def txn(transaction: Any) -> Job:
-        current = _load(job_ref.get(transaction=transaction).to_dict())
+        current = _load(job_ref.get(transaction=transaction, **call_bounds()).to_dict())
         if current.status.terminal:
             return current
-        parts = [p.to_dict() for p in job_ref.collection(PARTS).stream(transaction=transaction)]
+        parts = [p.to_dict() for p in job_ref.collection(PARTS).stream(transaction=transaction, **call_bounds())]
         from common.events import EventData
 
         watermarks = [p["watermark"] for p in parts if p.get("watermark")]
@@ -195,13 +216,13 @@ def update_source(job: Job, event: Event) -> None:
         "watermark": event.data.watermark,
         "error": job.error.model_dump() if job.error else None,
     }
-    ref.collection(RUNS).document(job.job_id).set(run)
-    if job.status is not JobStatus.succeeded or not _advances(ref.get(), event):
+    ref.collection(RUNS).document(job.job_id).set(run, **call_bounds())
+    if job.status is not JobStatus.succeeded or not _advances(ref.get(**call_bounds()), event):
         return
 
     @fs.transactional
     def txn(transaction: Any) -> None:
-        snap = ref.get(transaction=transaction)
+        snap = ref.get(transaction=transaction, **call_bounds())
         state = (snap.to_dict() or {}) if snap.exists else {}
         update: dict[str, Any] = {"name": job.source}
         if event.data.watermark and event.data.watermark > (state.get("watermark") or ""):
@@ -229,7 +250,7 @@ def _last_runs(name: str) -> dict[str, Any]:
     from google.cloud.firestore_v1.base_query import FieldFilter
 
     runs = firestore().collection(SOURCES).document(name).collection(RUNS)
-    newest = list(runs.order_by("finished_at", direction="DESCENDING").limit(1).stream())
+    newest = list(runs.order_by("finished_at", direction="DESCENDING").limit(1).stream(**call_bounds()))
     out: dict[str, Any] = {}
     if newest:
         last = newest[0].to_dict() or {}
@@ -240,7 +261,7 @@ def _last_runs(name: str) -> dict[str, Any]:
             last_error=last.get("error"),
         )
     succeeded = runs.where(filter=FieldFilter("status", "==", "succeeded"))
-    best = list(succeeded.order_by("finished_at", direction="DESCENDING").limit(1).stream())
+    best = list(succeeded.order_by("finished_at", direction="DESCENDING").limit(1).stream(**call_bounds()))
     if best:
         out["last_success_at"] = (best[0].to_dict() or {}).get("finished_at")
     return out
@@ -248,7 +269,7 @@ def _last_runs(name: str) -> dict[str, Any]:
 
 def source_state(name: str) -> SourceState:
     """What is known of a source, for incremental planning."""
-    snap = firestore().collection(SOURCES).document(name).get()
+    snap = firestore().collection(SOURCES).document(name).get(**call_bounds())
     data: dict[str, Any] = {**((snap.to_dict() or {}) if snap.exists else {}), **_last_runs(name)}
     last = data.get("last_success_at")
     return SourceState(
@@ -263,7 +284,7 @@ def source_states(names: list[str]) -> dict[str, dict[str, Any]]:
     """Watermark, cursors, last status and last success of each named source."""
     client = firestore()
     refs = [client.collection(SOURCES).document(n) for n in names]
-    positions = {snap.id: (snap.to_dict() or {}) for snap in client.get_all(refs) if snap.exists}
+    positions = {snap.id: (snap.to_dict() or {}) for snap in client.get_all(refs, **call_bounds()) if snap.exists}
     return {n: {**positions.get(n, {}), **_last_runs(n)} for n in names}
 
 

@@ -130,6 +130,32 @@ def test_wrong_method_is_405_json(api) -> None:
     assert r.status_code == 405 and r.get_json()["error"]["code"] == "method_not_allowed"
 
 
+def test_an_unreachable_firestore_answers_503_json_within_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Left to the client's defaults, these calls retried an unreachable Firestore for 300 s."""
+    import socket
+    import time
+
+    from common.settings import reset_settings
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", closed)
+    monkeypatch.setenv("TRIBUTARY_FIRESTORE_DEADLINE", "1.5")
+    reset_settings()
+    clients.reset_clients()
+    client = create_app("api", str(FUNCTIONS / "api.py")).test_client()
+    for path in ("/v1/jobs/job-1", "/v1/jobs", "/v1/sources"):
+        started = time.monotonic()
+        r = client.get(path)
+        assert time.monotonic() - started < 10, path
+        assert r.status_code == 503, (path, r.data)
+        assert r.headers["Retry-After"] == "10"
+        error = r.get_json()["error"]
+        assert error["code"] == "backend_unavailable"
+        assert "unavailable or did not answer in time" in error["message"]
+
+
 def test_sources_lists_gdelt_with_its_schedule(api) -> None:
     sources = api.get("/v1/sources").get_json()["sources"]
     gdelt = next(s for s in sources if s["name"] == "gdelt")
