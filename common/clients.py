@@ -16,7 +16,7 @@ from common.settings import settings
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from google.cloud import firestore as _firestore
-    from google.cloud import pubsub_v1, scheduler_v1, tasks_v2  # type: ignore[attr-defined]
+    from google.cloud import pubsub_v1, scheduler_v1, secretmanager, tasks_v2  # type: ignore[attr-defined]
 
 _lock = threading.Lock()
 
@@ -109,15 +109,60 @@ def scheduler() -> scheduler_v1.CloudSchedulerClient:
 
 
 @lru_cache(maxsize=1)
+def secret_manager() -> secretmanager.SecretManagerServiceClient:
+    """The Secret Manager client; with ``TRIBUTARY_SECRET_MANAGER_EMULATOR_HOST`` it talks plaintext gRPC there.
+
+    Google ships no Secret Manager emulator: the host setting exists for the tests' fake
+    (``tests/secretmanager_fake.py``).
+    """
+    with _lock:
+        from google.cloud import secretmanager
+
+        host = settings().secret_manager_emulator_host
+        if not host:
+            return secretmanager.SecretManagerServiceClient()
+        import grpc
+        from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
+            SecretManagerServiceGrpcTransport,
+        )
+
+        channel = grpc.insecure_channel(host)
+        return secretmanager.SecretManagerServiceClient(transport=SecretManagerServiceGrpcTransport(channel=channel))
+
+
+@lru_cache(maxsize=1)
 def storage() -> Any:
-    """The Cloud Storage client, for gs:// outputs."""
+    """The Cloud Storage client, for gs:// outputs.
+
+    With ``STORAGE_EMULATOR_HOST`` set (a URL, scheme included) the client library itself sends every
+    request there with anonymous credentials; Google ships no emulator, ``tests/gcs_fake.py`` is one.
+    """
     with _lock:
         from google.cloud import storage as gcs  # type: ignore[attr-defined]
 
         return gcs.Client(project=settings().project)
 
 
+def bounded_call() -> dict[str, Any]:
+    """``retry`` and ``timeout`` keyword arguments that end a Google call, retries included, after
+    ``TRIBUTARY_CALL_DEADLINE`` seconds (the clients' own defaults retry an unreachable service for 60-300 s)."""
+    return _bounded(settings().call_deadline)
+
+
+@lru_cache(maxsize=4)
+def _bounded(deadline: float) -> dict[str, Any]:
+    from google.api_core import exceptions as gexc
+    from google.api_core.retry import Retry, if_exception_type
+
+    # What Firestore's generated defaults retry (Secret Manager's retry a subset of these).
+    transient = if_exception_type(
+        gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.ResourceExhausted
+    )
+    retry = Retry(predicate=transient, initial=0.1, maximum=2.0, multiplier=2.0, timeout=deadline)
+    return {"retry": retry, "timeout": deadline}
+
+
 def reset_clients() -> None:
     """Drop every cached client (tests point them at fresh emulators)."""
-    for fn in (firestore, publisher, subscriber, tasks, scheduler, storage):
+    for fn in (firestore, publisher, subscriber, tasks, scheduler, secret_manager, storage):
         fn.cache_clear()

@@ -67,6 +67,12 @@ class LocalStore:
         return (self.root / name).exists()
 
 
+#: Resumable uploads send files over 8 MiB in chunks of this size. The client's default chunk is 100 MiB,
+#: each read whole into memory: a function's peak memory would grow with the largest output
+#: (docs/google-quirks.md). A multiple of 256 KiB, as the API requires.
+UPLOAD_CHUNK = 8 * 1024 * 1024
+
+
 class GcsStore:
     """Objects in a GCS bucket under a prefix; ``gs://`` URIs. Uploads replace objects atomically."""
 
@@ -78,7 +84,7 @@ class GcsStore:
         from common.clients import storage
 
         key = f"{self.prefix}/{name}" if self.prefix else name
-        return storage().bucket(self.bucket_name).blob(key)
+        return storage().bucket(self.bucket_name).blob(key, chunk_size=UPLOAD_CHUNK)
 
     def uri(self, name: str) -> str:
         return f"gs://{self.bucket_name}/{self.prefix + '/' if self.prefix else ''}{name}"

@@ -58,16 +58,18 @@ def get_secret(name: str) -> str | None:
 
 def _from_secret_manager(name: str) -> str | None:
     from google.api_core import exceptions as gexc
-    from google.cloud import secretmanager
+
+    from common.clients import bounded_call, secret_manager
 
     path = f"projects/{settings().project}/secrets/{name}/versions/latest"
     try:
-        response = secretmanager.SecretManagerServiceClient().access_secret_version(name=path)
+        response = secret_manager().access_secret_version(name=path, **bounded_call())
     except gexc.NotFound:
         return None
     except gexc.PermissionDenied as exc:
         raise ConfigError(f"no permission to read secret {name}: {exc.message}") from exc
-    except gexc.GoogleAPICallError as exc:
+    except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+        # RetryError: the client's own retry of UNAVAILABLE gave up (after 60 s); it is no GoogleAPICallError.
         raise TransientError(f"Secret Manager failed reading {name}: {exc}") from exc
     return response.payload.data.decode()
 
@@ -89,9 +91,10 @@ def set_secret(name: str, value: str, *, local: bool = False) -> str:
         file.chmod(0o600)
         return str(file)
     from google.api_core import exceptions as gexc
-    from google.cloud import secretmanager
 
-    client = secretmanager.SecretManagerServiceClient()
+    from common.clients import secret_manager
+
+    client = secret_manager()
     parent = f"projects/{settings().project}"
     try:
         with contextlib.suppress(gexc.AlreadyExists):

@@ -46,8 +46,9 @@ class Settings(BaseSettings):
     oidc_audience: CommaList = ()
     # API keys for the public API (header X-API-Key), comma list of "sha256:<hex>" (or, locally, plain keys).
     api_keys: CommaList = ()
-    # Seconds a Firestore call may take, retries included, before it fails (the client's own default is 300).
-    firestore_deadline: float = Field(20.0, gt=0.0, le=300.0)
+    # Seconds a Firestore or Secret Manager call may take, retries included, before it fails (the clients'
+    # own defaults are 60 to 300).
+    call_deadline: float = Field(20.0, gt=0.0, le=300.0)
     # The api function's base URL: Cloud Scheduler's token audience, and the CLI's default target.
     api_url: str = ""
 
@@ -64,6 +65,8 @@ class Settings(BaseSettings):
         None,
         validation_alias=AliasChoices("CLOUD_SCHEDULER_EMULATOR_HOST", "TRIBUTARY_SCHEDULER_EMULATOR_HOST"),
     )
+    # Plaintext gRPC "host:port" standing in for Secret Manager (tests only: Google ships no emulator for it).
+    secret_manager_emulator_host: str | None = None
 
     @field_validator("oidc_allowed_service_accounts", "oidc_audience", "api_keys", mode="before")
     @classmethod

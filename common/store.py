@@ -11,7 +11,6 @@ document is hot while parts run in parallel.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from common.clients import firestore
@@ -27,19 +26,11 @@ def call_bounds() -> dict[str, Any]:
 
     The client's defaults retry an unreachable Firestore for up to 300 s (docs/google-quirks.md), so an
     operator's ``GET /v1/jobs/{id}`` hung for minutes instead of answering 503. The whole call, retries
-    included, now ends after ``TRIBUTARY_FIRESTORE_DEADLINE`` seconds (default 20).
+    included, now ends after ``TRIBUTARY_CALL_DEADLINE`` seconds (default 20).
     """
-    from common.settings import settings
+    from common.clients import bounded_call
 
-    return _bounds(settings().firestore_deadline)
-
-
-@cache
-def _bounds(deadline: float) -> dict[str, Any]:
-    from google.api_core.retry import Retry, if_transient_error
-
-    retry = Retry(predicate=if_transient_error, initial=0.1, maximum=2.0, multiplier=2.0, timeout=deadline)
-    return {"retry": retry, "timeout": deadline}
+    return bounded_call()
 
 
 def _job_ref(job_id: str) -> Any:

@@ -33,7 +33,16 @@ def fixture_path(*parts: str) -> Path:
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Every test starts from a clean Tributary/Google environment and fresh cached clients."""
     for key in list(os.environ):
-        if key.startswith(("TRIBUTARY_", "PUBSUB_EMULATOR", "FIRESTORE_EMULATOR", "CLOUD_TASKS", "CLOUD_SCHEDULER")):
+        if key.startswith(
+            (
+                "TRIBUTARY_",
+                "PUBSUB_EMULATOR",
+                "FIRESTORE_EMULATOR",
+                "CLOUD_TASKS",
+                "CLOUD_SCHEDULER",
+                "STORAGE_EMULATOR",
+            )
+        ):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("TRIBUTARY_OUTPUT_URI", (tmp_path / "data").as_uri())
     monkeypatch.setenv("TRIBUTARY_NO_SECRET_MANAGER", "1")

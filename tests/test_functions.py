@@ -141,7 +141,7 @@ def test_an_unreachable_firestore_answers_503_json_within_the_deadline(monkeypat
         s.bind(("127.0.0.1", 0))
         closed = f"127.0.0.1:{s.getsockname()[1]}"
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", closed)
-    monkeypatch.setenv("TRIBUTARY_FIRESTORE_DEADLINE", "1.5")
+    monkeypatch.setenv("TRIBUTARY_CALL_DEADLINE", "1.5")
     reset_settings()
     clients.reset_clients()
     client = create_app("api", str(FUNCTIONS / "api.py")).test_client()
