@@ -298,7 +298,7 @@ else
 fi
 
 BUCKET="" OUTPUT_URI="" RUNTIME="" SA_API="" SA_INGEST="" SA_STATUS="" SA_INVOKER="" PUBSUB_AGENT=""
-TOPIC="" DEAD_TOPIC="" SUBSCRIPTION="" DEAD_SUBSCRIPTION="" MAX_DELIVERY_ATTEMPTS="" ACK_DEADLINE=""
+TOPIC="" DEAD_TOPIC="" SUBSCRIPTION="" DEAD_SUBSCRIPTION="" MAX_DELIVERY_ATTEMPTS="" ACK_DEADLINE="" MESSAGE_ORDERING=""
 API_FUNCTION="" STATUS_FUNCTION="" API_URL="" PUSH_ENDPOINT="" PUSH_AUDIENCE="" INGEST_URL=""
 Q_NAME=() Q_RATE=() Q_CONCURRENT=() Q_ATTEMPTS=() Q_MIN_BACKOFF=() Q_MAX_BACKOFF=() Q_DOUBLINGS=()
 F_KIND=() F_NAME=() F_ENTRY=() F_MEMORY=() F_TIMEOUT=() F_MAX=() F_ENV=() F_SECRETS=()
@@ -321,6 +321,7 @@ while IFS=$'\t' read -r kind f1 f2 f3 f4 f5 f6 f7 f8 f9; do
         dead_subscription) DEAD_SUBSCRIPTION="$f2" ;;
         max_delivery_attempts) MAX_DELIVERY_ATTEMPTS="$f2" ;;
         ack_deadline) ACK_DEADLINE="$f2" ;;
+        message_ordering) MESSAGE_ORDERING="$f2" ;;
         api_function) API_FUNCTION="$f2" ;;
         status_function) STATUS_FUNCTION="$f2" ;;
         api_url) API_URL="$f2" ;;
@@ -534,10 +535,25 @@ push=(--push-endpoint="$PUSH_ENDPOINT" --push-auth-service-account="$SA_INVOKER"
   --max-delivery-attempts="$MAX_DELIVERY_ATTEMPTS" --ack-deadline="$ACK_DEADLINE"
   --min-retry-delay=10s --max-retry-delay=600s)
 DESCRIBE=(gcloud pubsub subscriptions describe "$SUBSCRIPTION" --project="$PROJECT")
+# One job's events one after another (they carry the job id as ordering key): Pub/Sub takes it at creation only.
+ordering=()
+[[ "$MESSAGE_ORDERING" != "true" ]] || ordering=(--enable-message-ordering)
 CREATE=(gcloud pubsub subscriptions create "$SUBSCRIPTION" --project="$PROJECT" --topic="$TOPIC"
-  --expiration-period=never "${push[@]}")
+  --expiration-period=never ${ordering[@]+"${ordering[@]}"} "${push[@]}")
 UPDATE=(gcloud pubsub subscriptions update "$SUBSCRIPTION" --project="$PROJECT" "${push[@]}")
 ensure
+if ((!DRY_RUN)) && [[ "$MESSAGE_ORDERING" == "true" ]]; then
+  ordered="$(gcloud pubsub subscriptions describe "$SUBSCRIPTION" --project="$PROJECT" \
+    --format='value(enableMessageOrdering)')"
+  if [[ "$ordered" != "True" ]]; then
+    printf 'deploy.sh: warning: %s was created without message ordering, which Pub/Sub cannot turn on later.\n' \
+      "$SUBSCRIPTION" >&2
+    printf '  Job events are still applied correctly, but the events of one job contend in Firestore.\n' >&2
+    printf '  To enable it, when no events are in flight: gcloud pubsub subscriptions delete %s --project=%s\n' \
+      "$SUBSCRIPTION" "$PROJECT" >&2
+    printf '  and run deploy.sh again.\n' >&2
+  fi
+fi
 # Dead-lettering acks the message on the source subscription as the Pub/Sub service agent.
 run_retry gcloud pubsub subscriptions add-iam-policy-binding "$SUBSCRIPTION" --project="$PROJECT" \
   --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none

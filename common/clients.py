@@ -19,6 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from google.cloud import pubsub_v1, scheduler_v1, secretmanager, tasks_v2  # type: ignore[attr-defined]
 
 _lock = threading.Lock()
+#: Seconds the publisher waits to fill a batch (see :func:`publisher`).
+PUBLISH_BATCH_LATENCY = 0.001
 
 
 def _emulator_env(variable: str, host: str | None) -> None:
@@ -50,12 +52,21 @@ def firestore() -> _firestore.Client:
 
 @lru_cache(maxsize=1)
 def publisher() -> pubsub_v1.PublisherClient:
-    """The Pub/Sub publisher (the emulator when ``PUBSUB_EMULATOR_HOST`` is set)."""
+    """The Pub/Sub publisher (the emulator when ``PUBSUB_EMULATOR_HOST`` is set), with message ordering on:
+    ``common.publish`` gives each job's events the job id as ordering key.
+
+    Batches wait 1 ms, not the default 10: with ordering each key gets its own batch, and a job publishes
+    one event at a time and waits for it, so a longer wait never batches anything; it only added 10 ms to
+    every publish and about 1 ms of CPU (timer and commit threads).
+    """
     with _lock:
         from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
         _emulator_env("PUBSUB_EMULATOR_HOST", settings().pubsub_emulator_host)
-        return pubsub_v1.PublisherClient()
+        return pubsub_v1.PublisherClient(
+            batch_settings=pubsub_v1.types.BatchSettings(max_latency=PUBLISH_BATCH_LATENCY),
+            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True),
+        )
 
 
 @lru_cache(maxsize=1)

@@ -55,6 +55,10 @@ DEAD_SUBSCRIPTION_SUFFIX = "-pull"
 #: Pub/Sub allows 5 to 100; the status function acks poison events itself, so only outages reach this.
 MAX_DELIVERY_ATTEMPTS = 10
 ACK_DEADLINE = 60
+#: The push subscription delivers one job's events in order (``common.publish`` uses the job id as ordering
+#: key), so the status function's transactions of one job do not contend. Pub/Sub fixes this when the
+#: subscription is created; ``deploy.sh`` warns about an existing one without it.
+MESSAGE_ORDERING = True
 
 #: Firestore composite indexes for ``common.store.list_jobs`` (an equality filter, newest first).
 #: Firestore merges them for combined filters (source + status), so one per filtered field suffices.
@@ -346,6 +350,7 @@ def build_plan(
         "dead_subscription": f"{s.topic}-dead{DEAD_SUBSCRIPTION_SUFFIX}",
         "max_delivery_attempts": str(MAX_DELIVERY_ATTEMPTS),
         "ack_deadline": str(ACK_DEADLINE),
+        "message_ordering": "true" if MESSAGE_ORDERING else "false",
         "api_function": function_name("api"),
         "status_function": function_name("status"),
         "api_url": api_url,

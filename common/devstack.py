@@ -433,6 +433,7 @@ class Stack:
             from google.api_core.exceptions import AlreadyExists
 
             from common import clients
+            from common.deploy_plan import SUBSCRIPTION
             from common.queue import ensure_queue
             from common.sources import all_sources
 
@@ -444,10 +445,8 @@ class Stack:
                 with contextlib.suppress(AlreadyExists):
                     pub.create_topic(name=t)
             push = f"http://{host}:{self.ports['status']}/{topic}"
-            # No dead_letter_policy on status-push: the Pub/Sub emulator never pushes to a subscription
-            # that has one (docs/google-quirks.md). deploy.sh sets it in the cloud.
             for name, request in (
-                ("status-push", {"topic": topic, "push_config": {"push_endpoint": push}, "ack_deadline_seconds": 60}),
+                (SUBSCRIPTION, status_push_subscription(topic, push)),
                 ("ingest-events-dead-pull", {"topic": dead}),
             ):
                 with contextlib.suppress(AlreadyExists):
@@ -517,6 +516,23 @@ class Stack:
     def down(self) -> None:
         self._stop_procs()
         down(self.state_dir)
+
+
+def status_push_subscription(topic: str, push_endpoint: str) -> dict[str, Any]:
+    """The local ``status-push`` subscription (a ``create_subscription`` request, without its name).
+
+    As ``deploy.sh`` creates it, with message ordering (one job's events are pushed one after another,
+    common/publish.py), but without a dead_letter_policy: the Pub/Sub emulator never pushes to a
+    subscription that has one (docs/google-quirks.md).
+    """
+    from common.deploy_plan import ACK_DEADLINE, MESSAGE_ORDERING
+
+    return {
+        "topic": topic,
+        "push_config": {"push_endpoint": push_endpoint},
+        "ack_deadline_seconds": ACK_DEADLINE,
+        "enable_message_ordering": MESSAGE_ORDERING,
+    }
 
 
 def _alive(pid: int) -> bool:

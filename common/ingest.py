@@ -252,7 +252,8 @@ def load_secrets(source: Source) -> dict[str, str]:
 @contextlib.contextmanager
 def source_context(source: Source, *, secrets: dict[str, str] | None = None) -> Iterator[Context]:
     """What ``plan``, ``fetch`` and ``backfill`` get: the shared HTTP client (with the source's rate),
-    the base URL, the recorded state, a scratch folder removed afterwards, the time, the secrets."""
+    the base URL, the recorded state (read from Firestore when first used), a scratch folder removed
+    afterwards, the time, the secrets."""
     from common.http import Http
     from common.store import source_state
 
@@ -261,7 +262,7 @@ def source_context(source: Source, *, secrets: dict[str, str] | None = None) -> 
             http=http,
             base_url=source.base_url(),
             workdir=Path(tmp),
-            state=source_state(source.name),
+            state=lambda: source_state(source.name),
             now=datetime.now(UTC),
             secrets=secrets or {},
         )

@@ -101,8 +101,10 @@ def record_event(event: Event) -> Job | None:
 
     @fs.transactional
     def txn(transaction: Any) -> tuple[Job, bool]:
-        job_snap = job_ref.get(transaction=transaction, **call_bounds())
-        marker = marker_ref.get(transaction=transaction, **call_bounds())
+        # Both documents in one read (one round trip, not two).
+        read = transaction.get_all([job_ref, marker_ref], **call_bounds())
+        snaps = {snap.reference.path: snap for snap in read}
+        job_snap, marker = snaps[job_ref.path], snaps[marker_ref.path]
         job = (
             _load(job_snap.to_dict())
             if job_snap.exists
@@ -120,6 +122,9 @@ def record_event(event: Event) -> Job | None:
         new = apply_event(job, event)
         if new is not None:
             transaction.set(job_ref, new.model_dump(mode="json"))
+            if new.status.terminal and not job.status.terminal:
+                # The job's own run record, with the job (no other job writes it, so it adds no contention).
+                transaction.set(_run_ref(new), run_record(new, event))
         return (new or job), new is not None
 
     job, _changed = txn(client.transaction())
@@ -179,6 +184,7 @@ def finish_if_complete(job_id: str) -> Job | None:
         if new is None:
             return current
         transaction.set(job_ref, new.model_dump(mode="json"))
+        transaction.set(_run_ref(new), run_record(new, done))
         finished_by.append(done)
         return new
 
@@ -189,26 +195,36 @@ def finish_if_complete(job_id: str) -> Job | None:
     return finished
 
 
-def update_source(job: Job, event: Event) -> None:
-    """Record a terminal job against its source, without a document that every job writes.
+def _run_ref(job: Job) -> Any:
+    return firestore().collection(SOURCES).document(job.source).collection(RUNS).document(job.job_id)
 
-    - ``sources/{name}/runs/{job_id}``: one small document per job (idempotent); the last status and the
-      last success are read back from these by query (:func:`source_states`).
-    - ``sources/{name}``: the watermark and cursors, in a transaction, and only when this job moves one of
-      them forward, which a cheap read tells first: most jobs (and every failed one) never touch it.
-    """
-    from google.cloud import firestore as fs
 
-    ref = firestore().collection(SOURCES).document(job.source)
-    run = {
+def run_record(job: Job, event: Event) -> dict[str, Any]:
+    """``sources/{name}/runs/{job_id}``: what a terminal job leaves on its source."""
+    return {
         "job_id": job.job_id,
         "status": job.status.value,
         "finished_at": event.time.isoformat(),
         "watermark": event.data.watermark,
         "error": job.error.model_dump() if job.error else None,
     }
-    ref.collection(RUNS).document(job.job_id).set(run, **call_bounds())
-    if job.status is not JobStatus.succeeded or not _advances(ref.get(**call_bounds()), event):
+
+
+def update_source(job: Job, event: Event) -> None:
+    """Move a source's position forward after a terminal job, without a document that every job writes.
+
+    The job's own record, ``sources/{name}/runs/{job_id}`` (:func:`run_record`), is written in the
+    transaction that finishes it; the last status and the last success are read back from these by query
+    (:func:`source_states`). Here, ``sources/{name}``: the watermark and cursors, in a transaction, and only
+    when this job moves one of them forward, which a cheap read tells first: most jobs (and every failed
+    one) never touch it. A job that reports neither a watermark nor a cursor skips the read too.
+    """
+    from google.cloud import firestore as fs
+
+    ref = firestore().collection(SOURCES).document(job.source)
+    if job.status is not JobStatus.succeeded or not (event.data.watermark or event.data.cursors):
+        return
+    if not _advances(ref.get(**call_bounds()), event):
         return
 
     @fs.transactional

@@ -252,6 +252,8 @@ def test_topics_and_push_subscription_with_oidc_and_dead_letter(lines: list[str]
     update = flags(push.split("; else ", 1)[0])
     for name in ("--push-endpoint", "--push-auth-service-account", "--dead-letter-topic", "--max-delivery-attempts"):
         assert update[name] == f[name], name
+    # One job's events in order (common/publish.py); Pub/Sub takes this at creation only, update has no such flag.
+    assert "--enable-message-ordering" in f and "--enable-message-ordering" not in update
 
 
 def deploy_flags(lines: list[str], function: str) -> dict[str, list[str]]:

@@ -106,6 +106,14 @@ def test_the_stock_tasks_client_sees_the_stack_queues(stack) -> None:
     assert f"projects/{stack.project}/locations/us-central1/queues/ingest-gdelt" in queues
 
 
+def test_the_stack_pushes_job_events_with_message_ordering(stack) -> None:
+    with client_env({"PUBSUB_EMULATOR_HOST": stack.endpoints["pubsub_emulator_host"]}):
+        from common import clients
+
+        sub = clients.subscriber().get_subscription(subscription=f"projects/{stack.project}/subscriptions/status-push")
+    assert sub.enable_message_ordering, "one job's events one after another, as deploy.sh creates it"
+
+
 def test_a_one_day_backfill_makes_96_jobs_that_all_succeed(api, stack) -> None:
     # Dispatch is paced by the queue; lift the declared 2/s so the test takes seconds, as an operator could.
     with client_env({"CLOUD_TASKS_EMULATOR_HOST": stack.endpoints["tasks_emulator_host"]}):

@@ -14,7 +14,7 @@ from croniter import croniter
 from common.errors import ConfigError
 from common.schema import TYPES, arrow_schema
 from common.sources import BUILTIN, all_sources, get_source
-from common.sources.base import Params, Source
+from common.sources.base import Context, Params, Source, SourceState
 
 IDS = [s.name for s in all_sources()]
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,3 +112,17 @@ def test_dedup_params_are_stable(source: Source) -> None:
 def test_base_url_can_be_overridden(source: Source, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(f"TRIBUTARY_{source.name.upper()}_BASE_URL", "http://127.0.0.1:9/mirror/")
     assert source.base_url() == "http://127.0.0.1:9/mirror"
+
+
+def test_the_context_reads_the_state_on_first_use_only() -> None:
+    """A task that never looks at ``ctx.state`` (a fan-out part, gdelt) costs Firestore nothing."""
+    reads: list[int] = []
+
+    def load() -> SourceState:
+        reads.append(1)
+        return SourceState(cursors={"DFF": "2024-05-01"})
+
+    ctx = Context(http=None, base_url="", workdir=Path("."), state=load, now=datetime.now(UTC))  # type: ignore[arg-type]
+    assert reads == []
+    assert ctx.state.cursors == {"DFF": "2024-05-01"} and ctx.state is ctx.state
+    assert reads == [1]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -110,16 +110,33 @@ class Raw:
         return self.path.open("rb")
 
 
-@dataclass
 class Context:
-    """What ``plan`` and ``fetch`` may use: the shared HTTP client, secrets, state, a scratch dir, the time."""
+    """What ``plan`` and ``fetch`` may use: the shared HTTP client, secrets, state, a scratch dir, the time.
 
-    http: Http
-    base_url: str
-    workdir: Path
-    state: SourceState
-    now: datetime
-    secrets: Mapping[str, str] = field(default_factory=dict)
+    ``state`` may be given as a function that reads it: it is then read on first use only, so a task that
+    never looks at it (a fan-out part, a source without cursors) costs Firestore nothing.
+    """
+
+    def __init__(
+        self,
+        *,
+        http: Http,
+        base_url: str,
+        workdir: Path,
+        state: SourceState | Callable[[], SourceState],
+        now: datetime,
+        secrets: Mapping[str, str] | None = None,
+    ) -> None:
+        self.http, self.base_url, self.workdir, self.now = http, base_url, workdir, now
+        self.secrets: Mapping[str, str] = secrets if secrets is not None else {}
+        self._state = state
+
+    @property
+    def state(self) -> SourceState:
+        """What the status function recorded about the source (read once, when first asked for)."""
+        if not isinstance(self._state, SourceState):
+            self._state = self._state()
+        return self._state
 
 
 Record = dict[str, Any]

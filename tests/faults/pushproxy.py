@@ -8,8 +8,16 @@ own at-least-once, unordered delivery happens, so no production code carries a h
   ``concurrent``), the extra copies under a new message id
   (as a publisher retry after a lost ack would make); and ``late_copy`` s after the answer, once more with the
   same message id (a redelivery after a lost ack), by then usually after the job is terminal;
-- **reordering**: the first push of every ``started``/``progress``/``retrying`` event is refused (503), so the
-  emulator redelivers it about a second later, after the job's terminal event;
+- **reordering**: the first push of every ``started``/``progress``/``retrying`` event is acked to Pub/Sub and
+  forwarded ``defer`` s later (again until the status function answers 2xx), after the job's terminal event.
+  Deferred pushes go out one at a time, and one job's pushes never overlap (its copies do): a deferred
+  ``started`` forwarded while the same job's terminal event is being applied would be four transactions on
+  one document, which the Firestore emulator resolves only by lock timeouts, and the two retry loops stay in
+  step for minutes. Pub/Sub with ordering never sends them together.
+  Refusing it would not reorder anything: ``status-push`` delivers with message ordering, so the emulator
+  holds a job's later events until the refused one is redelivered and acked (docs/google-quirks.md). Pub/Sub
+  still delivers out of order in the cloud (redeliveries, publishes from several instances), which is what
+  this stands for;
 - **an outage in front of the function** is just observed: each answer's status and latency is recorded.
 """
 
@@ -18,7 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -37,21 +45,27 @@ class PushProxy:
         concurrent: bool = True,
         reorder: bool = False,
         late_copy: float | None = None,
+        defer: float = 1.5,
     ) -> None:
         self.target = target.rstrip("/")
         self.copies, self.concurrent, self.reorder, self.late_copy = copies, concurrent, reorder, late_copy
+        self.defer = defer
         self.pushes = 0  # pushes received from the emulator
-        self.refused = 0  # first pushes refused to reorder them
+        self.deferred = 0  # first pushes acked and forwarded later, to reorder them
         self.forwarded = 0  # requests sent to the status function (copies included)
         self.answers: list[tuple[int, float]] = []  # (status or 0 for no answer, seconds) per forward
         self.order: dict[str, list[str]] = defaultdict(list)  # job -> event types, in the order applied
         self.seen: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()  # per job: refused pushes, extra and late copies
-        self.refused_of: Counter[str] = Counter()  # per job
+        self.deferred_of: Counter[str] = Counter()  # per job
         self._lock = threading.Lock()
         self._timers: list[threading.Timer] = []
         self._http = httpx.Client(timeout=70)
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="push-copy")
+        self._deferred = ThreadPoolExecutor(max_workers=1, thread_name_prefix="push-deferred")
+        self._job_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._pending: list[Future[None]] = []
+        self._closing = False
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -83,28 +97,58 @@ class PushProxy:
             self.pushes += 1
             self.seen[message.get("messageId", "")] += 1
             first = self.seen[message.get("messageId", "")] == 1
-            if self.reorder and first and kind in EARLY:
-                self.refused += 1
-                self.refused_of[job] += 1
+            defer = self.reorder and first and kind in EARLY
+            if defer:
+                self.deferred += 1
+                self.deferred_of[job] += 1
                 self.injected[job] += 1
-                return 503
+        if defer:
+            due = time.monotonic() + self.defer
+            future = self._deferred.submit(self._deliver_deferred, due, path, body, envelope, job, kind)
+            with self._lock:
+                self._pending.append(future)
+            return 204
+        return self._deliver(path, body, envelope, job, kind, first)
+
+    def _deliver(self, path: str, body: bytes, envelope: dict[str, Any], job: str, kind: str, first: bool) -> int:
+        """Forward one push (and its copies) to the status function; 204 when every forward was answered 2xx."""
+        message = envelope.get("message", {})
+        with self._lock:
             self.injected[job] += self.copies - 1 + (1 if self.late_copy is not None and first else 0)
         bodies = [body]
         for i in range(1, self.copies):
             copy = {**envelope, "message": {**message, "messageId": f"{message.get('messageId')}-copy{i}"}}
             bodies.append(orjson.dumps(copy))
-        if self.concurrent:
-            statuses = list(self._pool.map(lambda b: self.forward(path, b), bodies))
-        else:
-            statuses = [self.forward(path, b) for b in bodies]
+        with self._lock:
+            job_lock = self._job_locks[job]
+        with job_lock:  # one push of a job at a time (its copies at once), as ordered Pub/Sub delivers
+            if self.concurrent:
+                statuses = list(self._pool.map(lambda b: self.forward(path, b), bodies))
+            else:
+                statuses = [self.forward(path, b) for b in bodies]
         with self._lock:
             self.order[job].append(kind)
-            if self.late_copy is not None and first:
-                timer = threading.Timer(self.late_copy, self.forward, args=(path, body))
-                timer.daemon = True
-                self._timers.append(timer)
-                timer.start()
+        if self.late_copy is not None and first:
+            self._later(self.late_copy, self.forward, path, body)
         return 204 if all(200 <= s < 300 for s in statuses) else 503
+
+    def _deliver_deferred(
+        self, due: float, path: str, body: bytes, envelope: dict[str, Any], job: str, kind: str
+    ) -> None:
+        """A deferred push, at ``due``: forwarded until answered 2xx (it was acked to Pub/Sub, which will not
+        redeliver it), a second apart as the emulator redelivers."""
+        time.sleep(max(0.0, due - time.monotonic()))
+        for attempt in range(30):
+            if self._closing or self._deliver(path, body, envelope, job, kind, attempt == 0) == 204:
+                return
+            time.sleep(1.0)
+
+    def _later(self, delay: float, fn: Any, *args: Any) -> None:
+        timer = threading.Timer(delay, fn, args=args)
+        timer.daemon = True
+        with self._lock:
+            self._timers.append(timer)
+        timer.start()
 
     def forward(self, path: str, body: bytes) -> int:
         started = time.monotonic()
@@ -120,10 +164,18 @@ class PushProxy:
         return status
 
     def wait_idle(self, timeout: float = 15.0) -> None:
-        """Wait (bounded) for every late copy to have been sent."""
+        """Wait (bounded) for every deferred push and late copy to have been sent."""
         deadline = time.monotonic() + timeout
-        for timer in list(self._timers):
-            timer.join(max(0.0, deadline - time.monotonic()))
+        while time.monotonic() < deadline:
+            with self._lock:
+                deferred = [f for f in self._pending if not f.done()]
+                timers = [t for t in self._timers if t.is_alive()]
+            if deferred:
+                wait(deferred[:1], timeout=max(0.0, deadline - time.monotonic()))
+            elif timers:
+                timers[0].join(max(0.0, deadline - time.monotonic()))
+            else:
+                return
 
     @property
     def rejected(self) -> int:
@@ -143,6 +195,8 @@ class PushProxy:
         self.wait_idle()
         self._httpd.shutdown()
         self._httpd.server_close()
+        self._closing = True
+        self._deferred.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True)
         self._http.close()
 
