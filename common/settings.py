@@ -1,25 +1,34 @@
-"""Typed settings, read from the environment once (prefix ``TRIBUTARY_``)."""
+"""Typed settings, read from the environment once (prefix ``TRIBUTARY_``).
+
+A pydantic model filled from ``os.environ`` by :meth:`Settings.from_env`, not pydantic-settings: that
+package costs every cold start about 65 ms of import (it brings asyncio, dotenv and its CLI machinery),
+measured after functions-framework in a fresh interpreter, against about 60 ms for pydantic itself and
+about 20 ms for all of Tributary's own modules (BENCHMARKS.md, P2). What it did for us here was this
+loop: one environment variable per field, ``TRIBUTARY_<FIELD>`` unless the field names its own.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+PREFIX = "TRIBUTARY_"
 #: A comma-separated list in the environment (``a@x,b@y``), a tuple in Python.
-CommaList = Annotated[tuple[str, ...], NoDecode]
+CommaList = tuple[str, ...]
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Deployment settings. Every field can be set as ``TRIBUTARY_<FIELD>``.
 
     The emulator hosts also accept Google's own variable names (``PUBSUB_EMULATOR_HOST``,
     ``FIRESTORE_EMULATOR_HOST``) so that the stock clients and ours agree.
     """
 
-    model_config = SettingsConfigDict(env_prefix="TRIBUTARY_", extra="ignore")
+    model_config = ConfigDict(extra="ignore", validate_by_name=True, validate_by_alias=True)
 
     project: str = Field("tributary-local", validation_alias=AliasChoices("TRIBUTARY_PROJECT", "GOOGLE_CLOUD_PROJECT"))
     region: str = "us-central1"
@@ -75,11 +84,43 @@ class Settings(BaseSettings):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
 
+    @classmethod
+    def env_names(cls, field: str) -> tuple[str, ...]:
+        """The environment variables that set ``field``, in order of precedence."""
+        alias = cls.model_fields[field].validation_alias
+        if isinstance(alias, AliasChoices):
+            return tuple(str(choice) for choice in alias.choices)
+        return (PREFIX + field.upper(),)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from the environment (``os.environ`` by default); unset variables keep their defaults.
+
+        Raises:
+            ConfigError: a variable's value is invalid (the message names the variable).
+        """
+        from common.errors import ConfigError
+
+        env = os.environ if environ is None else environ
+        values = {}
+        for field in cls.model_fields:
+            name = next((n for n in cls.env_names(field) if n in env), None)
+            if name is not None:
+                values[field] = env[name]
+        try:
+            return cls.model_validate(values, by_name=True)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = str(err["loc"][0])
+            name = next((n for n in cls.env_names(field) if n in env), field)
+            shown = "" if field == "api_keys" else f"={values.get(field)!r}"  # never echo a key
+            raise ConfigError(f"{name}{shown}: {err['msg']}") from None
+
 
 @lru_cache(maxsize=1)
 def settings() -> Settings:
     """The process-wide settings, loaded on first use."""
-    return Settings()
+    return Settings.from_env()
 
 
 def reset_settings() -> None:

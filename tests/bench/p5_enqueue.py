@@ -107,7 +107,7 @@ def peer(host: str, n: int, concurrency: int) -> float:
 
     project = f"p5-{uuid.uuid4().hex[:10]}"
     queue = paused_queue(host, project)
-    url = Settings().ingest_url.format(source="gdelt")
+    url = Settings.from_env().ingest_url.format(source="gdelt")
     tasks = [
         tasks_v2.Task(
             name=f"{queue}/tasks/{p.job_id}",
