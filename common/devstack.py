@@ -163,6 +163,26 @@ def http_ready(url: str) -> Callable[[], bool]:
     return lambda: httpx.get(url, timeout=1.0).status_code < 500
 
 
+def grpc_ready(port: int, host: str = "127.0.0.1") -> Callable[[], bool]:
+    """Ready once a gRPC server answers a call, with anything (an unknown method answers UNIMPLEMENTED).
+
+    An open port is not enough: a listening socket accepts connections before the server serves, and a
+    bench run once saw the first ``create_queue`` wait out its whole 20 s deadline after ``tcp_ready``.
+    """
+
+    def check() -> bool:
+        import grpc
+
+        with grpc.insecure_channel(f"{host}:{port}") as channel:
+            try:
+                channel.unary_unary("/tributary.devstack.Readiness/Ping")(b"", timeout=1.0)
+            except grpc.RpcError as exc:
+                return bool(exc.code() == grpc.StatusCode.UNIMPLEMENTED)
+        return True
+
+    return check
+
+
 def tcp_ready(port: int, host: str = "127.0.0.1") -> Callable[[], bool]:
     def check() -> bool:
         with socket.create_connection((host, port), timeout=1.0):
@@ -319,7 +339,7 @@ class Stack:
                 "certs", "common.emulators.certs", "--host", host, "--port", str(p["certs"]), "--oidc-key-file", key
             )
             self.env = self._function_env(Path(key))
-            self._wait("tasks", tcp_ready(p["tasks"]), "the Tasks emulator")
+            self._wait("tasks", grpc_ready(p["tasks"]), "the Tasks emulator")
             self._wait("certs", tcp_ready(p["certs"]), "the OIDC certs server")
             if self.config.scheduler:
                 progress("starting the Cloud Scheduler emulator")
@@ -335,7 +355,7 @@ class Stack:
                     "--oidc-key-file",
                     key,
                 )
-                self._wait("scheduler", tcp_ready(p["scheduler"]), "the Scheduler emulator")
+                self._wait("scheduler", grpc_ready(p["scheduler"]), "the Scheduler emulator")
             progress("starting the functions (api, ingest, status)")
             ff = str(Path(sys.executable).parent / "functions-framework")
             for name, signature in (("api", "http"), ("ingest", "http"), ("status", "cloudevent")):

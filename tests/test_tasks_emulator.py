@@ -756,3 +756,18 @@ def test_cli_serves_and_exits_on_sigterm(make_target: Callable[..., Target], tmp
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def test_the_stack_waits_for_a_serving_grpc_server_not_an_open_port(emu: TasksEmulator) -> None:
+    """A listening socket accepts connections before a server serves (devstack.grpc_ready)."""
+    import socket
+
+    from common.devstack import grpc_ready, tcp_ready
+
+    assert grpc_ready(int(emu.address.rsplit(":", 1)[1]))()
+    with socket.socket() as listening:  # accepts TCP connections, never speaks gRPC
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        assert tcp_ready(port)()
+        assert not grpc_ready(port)()
