@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -48,6 +46,7 @@ def dev_up(
 ) -> None:
     """Start the emulators and every function; block until Ctrl-C (or return with --detach)."""
     from common.devstack import Stack, StackConfig
+    from common.serve import serve_until_signalled
 
     replay_dir = replay
     if samples:
@@ -64,17 +63,9 @@ def dev_up(
     if detach:
         console.print("stack running; stop it with [bold]tributary dev down[/bold]")
         return
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     console.print("stack running; Ctrl-C stops it")
-    try:
-        while not stop.wait(1.0):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stack.down()
-        console.print("stack stopped")
+    serve_until_signalled(stack.down)
+    console.print("stack stopped")
 
 
 @dev_app.command("status")

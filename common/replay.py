@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import mimetypes
-import signal
 import socket
 import struct
 import threading
@@ -38,6 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from common.serve import serve_until_signalled
 
 FAULT_MODES = ("answer", "slow", "reset", "truncate", "oversize")
 #: Upper bound of a ``slow`` fault's delay (bounded waits, even for a typo in a test).
@@ -217,10 +218,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     server = ReplayServer(args.root, args.port)
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server._httpd.shutdown).start())
+    server.start()
     print(f"replay server on {server.url} serving {server.root}", flush=True)
-    server._httpd.serve_forever()
-    server._httpd.server_close()
+    serve_until_signalled(server.stop)
 
 
 if __name__ == "__main__":

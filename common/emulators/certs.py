@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from common.emulators.oidc import LocalSigner, default_signer
+from common.serve import serve_until_signalled
 
 JWKS_PATH = "/oauth2/v3/certs"
 PEM_PATH = "/oauth2/v1/certs"
@@ -128,14 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signer = LocalSigner(args.oidc_key_file) if args.oidc_key_file else default_signer()
     server = CertsServer(signer, host=args.host, port=args.port, max_age=args.max_age)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     server.start()
     print(f"OIDC certs server listening on {server.host}:{server.port} ({JWKS_PATH}, {PEM_PATH})", flush=True)
-    while not stop.wait(1.0):
-        pass
-    server.stop()
+    serve_until_signalled(server.stop)
     return 0
 
 

@@ -30,8 +30,6 @@ import json
 import logging
 import re
 import secrets
-import signal
-import sys
 import threading
 import time
 from collections import deque
@@ -54,6 +52,7 @@ from google.rpc import code_pb2, status_pb2
 from common.emulators._grpc import RpcError, unary
 from common.emulators._grpc import invalid as _invalid
 from common.emulators.oidc import LocalSigner, default_signer
+from common.serve import log_to_stderr, serve_until_signalled
 
 log = logging.getLogger("tributary.emulators.scheduler")
 
@@ -1200,9 +1199,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--no-fire", action="store_true", help="store and schedule jobs, send no request")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(list(argv) if argv is not None else None)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    log_to_stderr(args.log_level)
     signer = LocalSigner(args.oidc_key_file) if args.oidc_key_file else None
     emulator = SchedulerEmulator(
         args.host,
@@ -1212,22 +1209,10 @@ def main(argv: Iterable[str] | None = None) -> int:
         fire=not args.no_fire,
         admin_port=args.admin_port,
     )
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     emulator.start()
     admin = f" admin={emulator.admin_address}" if emulator.admin_address else ""
     print(f"scheduler emulator ready on {emulator.address}{admin}", flush=True)
-    try:
-        while not stop.wait(timeout=1.0):
-            pass
-    finally:
-        emulator.stop()
+    serve_until_signalled(emulator.stop)
     return 0
 
 

@@ -30,7 +30,6 @@ import logging
 import math
 import re
 import secrets
-import signal
 import sys
 import threading
 import time
@@ -50,6 +49,7 @@ from common.emulators._grpc import RpcError, unary
 from common.emulators._grpc import invalid as _invalid
 from common.emulators._grpc import not_found as _not_found
 from common.emulators.oidc import LocalSigner, default_signer
+from common.serve import log_to_stderr, serve_until_signalled
 
 log = logging.getLogger("tributary.tasks_emulator")
 
@@ -1135,9 +1135,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
-    )
+    log_to_stderr(args.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per dispatch is ours
     signer = LocalSigner(args.oidc_key_file) if args.oidc_key_file else None
     emu = TasksEmulator(
@@ -1148,21 +1146,9 @@ def main(argv: list[str] | None = None) -> int:
         min_dispatch_deadline=args.min_dispatch_deadline,
         duplicate_deliveries=args.duplicate_deliveries,
     )
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     emu.start()
     print(f"Cloud Tasks emulator listening on {emu.address}", flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        emu.stop()
+    serve_until_signalled(emu.stop)
     return 0
 
 
