@@ -1052,15 +1052,18 @@ class SchedulerEmulator:
             self._cond.notify_all()
         return empty_pb2.Empty()
 
+    def _get_in(self, name: str, required: Any, rule: str) -> _JobState:
+        """The job ``name``, which must be in state ``required`` (FAILED_PRECONDITION otherwise, as Google)."""
+        state = self._get(name)
+        if state.job.state != required:
+            raise RpcError(
+                grpc.StatusCode.FAILED_PRECONDITION, f"Job {name} is {Job.State(state.job.state).name}; {rule}"
+            )
+        return state
+
     def pause_job(self, request: scheduler_v1.PauseJobRequest) -> Any:
         with self._cond:
-            state = self._get(request.name)
-            if state.job.state != Job.State.ENABLED:
-                state_name = Job.State(state.job.state).name
-                raise RpcError(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"Job {request.name} is {state_name}; only an ENABLED job can be paused",
-                )
+            state = self._get_in(request.name, Job.State.ENABLED, "only an ENABLED job can be paused")
             state.job.state = Job.State.PAUSED
             state.retry = None
             self._refresh_output(state)
@@ -1069,13 +1072,7 @@ class SchedulerEmulator:
 
     def resume_job(self, request: scheduler_v1.ResumeJobRequest) -> Any:
         with self._cond:
-            state = self._get(request.name)
-            if state.job.state != Job.State.PAUSED:
-                state_name = Job.State(state.job.state).name
-                raise RpcError(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"Job {request.name} is {state_name}; only a PAUSED job can be resumed",
-                )
+            state = self._get_in(request.name, Job.State.PAUSED, "only a PAUSED job can be resumed")
             state.job.state = Job.State.ENABLED
             state.next_time = next_fire_time(state.job.schedule, state.job.time_zone, self._clock.now())
             state.retry = None

@@ -698,14 +698,16 @@ class TasksEmulator:
                 self._cond.notify_all()
             return tasks_v2.Queue.wrap(q.to_pb())
 
+    def _drop_tasks(self, q: _Queue, now: float) -> None:
+        """Forget every task of ``q``, keeping their names out of reuse (caller holds the lock)."""
+        for task in q.tasks.values():
+            self._tombstone(task.name, now)
+        q.tasks.clear()
+        q.heap.clear()
+
     def _delete_queue(self, req: Any) -> Any:
         with self._cond:
-            q = self._queue(req.name)
-            now = time.time()
-            for task in q.tasks.values():
-                self._tombstone(task.name, now)
-            q.tasks.clear()
-            q.heap.clear()
+            self._drop_tasks(self._queue(req.name), time.time())
             del self._queues[req.name]
             self._cond.notify_all()
         return empty_pb2.Empty()
@@ -713,12 +715,8 @@ class TasksEmulator:
     def _purge_queue(self, req: Any) -> Any:
         with self._cond:
             q = self._queue(req.name)
-            now = time.time()
-            for task in q.tasks.values():
-                self._tombstone(task.name, now)
-            q.tasks.clear()
-            q.heap.clear()
-            q.purge_time = now
+            q.purge_time = time.time()
+            self._drop_tasks(q, q.purge_time)
             self._cond.notify_all()
             return tasks_v2.Queue.wrap(q.to_pb())
 
