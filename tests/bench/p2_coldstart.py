@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -53,7 +52,7 @@ def import_seconds(module: str, repo: Path) -> float:
 
 def first_response_seconds(source: str, target: str, signature: str, path: str, repo: Path) -> float:
     """Seconds from starting ``functions-framework`` on a free port to the first HTTP answer (any status)."""
-    from common.devstack import free_port
+    from common.devstack import free_port, stop_groups
 
     port = free_port()
     ff = str(Path(sys.executable).parent / "functions-framework")
@@ -77,12 +76,8 @@ def first_response_seconds(source: str, target: str, signature: str, path: str, 
                     time.sleep(0.005)
         raise RuntimeError(f"{source} did not answer within {STARTUP_LIMIT:.0f} s")
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop_groups({source: proc.pid})
+        proc.wait(timeout=5)
 
 
 def import_profile(module: str, baseline: str, repo: Path, top: int = 8) -> tuple[str, dict[str, int], dict[str, str]]:

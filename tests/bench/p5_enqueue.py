@@ -3,8 +3,6 @@ raw CreateTask rate of a bare stock ``google-cloud-tasks`` client, on our Cloud 
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -21,22 +19,18 @@ GOAL = 0.8
 @contextmanager
 def tasks_emulator(ctx: Context) -> Any:
     """Our Cloud Tasks emulator in its own process (as ``tributary dev up`` runs it); yields ``host:port``."""
-    from common.devstack import free_port, tcp_ready, wait_until
+    from common.devstack import free_port, grpc_ready, stop_groups, wait_until
 
     port = free_port()
     log = (ctx.workdir / "p5-tasks-emulator.log").open("wb")
     argv = [sys.executable, "-m", "common.emulators.tasks", "--port", str(port), "--log-level", "WARNING"]
     proc = subprocess.Popen(argv, cwd=ctx.repo, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_until(tcp_ready(port), "the Tasks emulator", 30, proc)
+        wait_until(grpc_ready(port), "the Tasks emulator", 30, proc)
         yield f"127.0.0.1:{port}"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop_groups({"tasks": proc.pid})
+        proc.wait(timeout=5)
         log.close()
 
 
