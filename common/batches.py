@@ -110,28 +110,26 @@ def save(batch: Batch) -> Batch:
     """Write the batch document unless it exists; returns the stored batch."""
     from google.api_core.exceptions import AlreadyExists, Conflict
 
-    from common.clients import firestore
-    from common.store import call_bounds
+    from common.clients import bounded_call, firestore
 
     ref = firestore().collection(BATCHES).document(batch.batch_id)
     try:
-        ref.create(batch.model_dump(mode="json"), **call_bounds())
+        ref.create(batch.model_dump(mode="json"), **bounded_call())
         return batch
     except (AlreadyExists, Conflict):
-        stored = Batch.model_validate(ref.get(**call_bounds()).to_dict())
+        stored = Batch.model_validate(ref.get(**bounded_call()).to_dict())
         if batch.total > stored.total:  # a resubmission that planned more (e.g. new slots published since)
-            ref.set(batch.model_dump(mode="json"), **call_bounds())
+            ref.set(batch.model_dump(mode="json"), **bounded_call())
             return batch
         return stored
 
 
 def load(batch_id: str) -> Batch | None:
-    from common.clients import firestore
-    from common.store import call_bounds
+    from common.clients import bounded_call, firestore
 
     if not is_valid_id(batch_id):
         return None
-    snap = firestore().collection(BATCHES).document(batch_id).get(**call_bounds())
+    snap = firestore().collection(BATCHES).document(batch_id).get(**bounded_call())
     return Batch.model_validate(snap.to_dict()) if snap.exists else None
 
 
@@ -140,8 +138,7 @@ def counts(batch_id: str, reused_ids: list[str] | None = None) -> dict[str, int]
     plus the jobs it reused from earlier triggers, read in one batched call."""
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    from common.clients import firestore
-    from common.store import call_bounds
+    from common.clients import bounded_call, firestore
 
     jobs = firestore().collection("jobs")
     out = {}
@@ -152,7 +149,7 @@ def counts(batch_id: str, reused_ids: list[str] | None = None) -> dict[str, int]
         out[status.value] = _count(query)
     if reused_ids:
         refs = [jobs.document(job_id) for job_id in reused_ids]
-        for snap in firestore().get_all(refs, field_paths=["status"], **call_bounds()):
+        for snap in firestore().get_all(refs, field_paths=["status"], **bounded_call()):
             value = (snap.to_dict() or {}).get("status") if snap.exists else None
             if value in out:
                 out[value] += 1
@@ -161,9 +158,9 @@ def counts(batch_id: str, reused_ids: list[str] | None = None) -> dict[str, int]
 
 def _count(query: Any) -> int:
     """The result of a count aggregation (one result set holding one aggregate)."""
-    from common.store import call_bounds
+    from common.clients import bounded_call
 
-    result: Any = query.count().get(**call_bounds())
+    result: Any = query.count().get(**bounded_call())
     return int(result[0][0].value)
 
 

@@ -45,8 +45,7 @@ class DeadLetter:
 
 def record(message_id: str, raw: bytes, reason: str, attributes: dict[str, str] | None = None) -> None:
     """Keep an unreadable event (idempotent: the Pub/Sub message id names it)."""
-    from common.clients import firestore
-    from common.store import call_bounds
+    from common.clients import bounded_call, firestore
 
     doc = firestore().collection(DEAD_EVENTS).document(message_id or "unknown")
     doc.set(
@@ -56,7 +55,7 @@ def record(message_id: str, raw: bytes, reason: str, attributes: dict[str, str] 
             "attributes": attributes or {},
             "received_at": datetime.now(UTC).isoformat(),
         },
-        **call_bounds(),
+        **bounded_call(),
     )
 
 
@@ -65,11 +64,10 @@ def _subscription() -> str:
 
 
 def _firestore_letters(limit: int) -> list[DeadLetter]:
-    from common.clients import firestore
-    from common.store import call_bounds
+    from common.clients import bounded_call, firestore
 
     out = []
-    for doc in firestore().collection(DEAD_EVENTS).limit(limit).stream(**call_bounds()):
+    for doc in firestore().collection(DEAD_EVENTS).limit(limit).stream(**bounded_call()):
         v = doc.to_dict() or {}
         out.append(
             DeadLetter(
@@ -133,7 +131,7 @@ def replay(ids: set[str] | None = None) -> list[tuple[str, str]]:
 
     The subscription is pulled once: what applies is acknowledged, everything else handed back.
     """
-    from common.clients import firestore
+    from common.clients import bounded_call, firestore
     from common.events import Event
     from common.store import record_event
 
@@ -152,7 +150,7 @@ def replay(ids: set[str] | None = None) -> list[tuple[str, str]]:
             job = record_event(event)
             results.append((letter.id, f"applied: job {event.data.job_id} is {job.status.value if job else '?'}"))
             if letter.where == "firestore":
-                firestore().collection(DEAD_EVENTS).document(letter.id).delete()
+                firestore().collection(DEAD_EVENTS).document(letter.id).delete(**bounded_call())
             else:
                 applied.append(letter)
     finally:

@@ -53,10 +53,11 @@ def _has_tasks(job_id: str, source: Any, names: list[str]) -> bool:
 
 def _last_activity(job: Job) -> datetime:
     from common import clients
-    from common.store import JOBS, PARTS, call_bounds
+    from common.clients import bounded_call
+    from common.store import JOBS, PARTS
 
     times = [t for t in (job.updated_at, job.started_at, job.created_at) if t]
-    parts = clients.firestore().collection(JOBS).document(job.job_id).collection(PARTS).stream(**call_bounds())
+    parts = clients.firestore().collection(JOBS).document(job.job_id).collection(PARTS).stream(**bounded_call())
     for part in parts:
         if part.update_time:
             times.append(part.update_time)

@@ -6,6 +6,9 @@ Documents: ``jobs/{job_id}``, ``jobs/{id}/events/{event_id}`` (markers), ``jobs/
 Each event is applied in one transaction that also writes an event marker, so a redelivered event is
 applied once. Parts of a job write their own documents and the job is finished by counting them, so no
 document is hot while parts run in parallel.
+
+Every call passes ``common.clients.bounded_call()``: the client's defaults retry an unreachable Firestore
+for up to 300 s (docs/google-quirks.md), so ``GET /v1/jobs/{id}`` hung for minutes instead of answering 503.
 """
 
 from __future__ import annotations
@@ -13,24 +16,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from common.clients import firestore
+from common.clients import bounded_call, firestore
 from common.events import Event, EventType
 from common.jobs import Job, JobStatus, Progress, apply_event, is_valid_id
 from common.sources.base import SourceState
 
 JOBS, SOURCES, EVENTS, PARTS, RUNS = "jobs", "sources", "events", "parts", "runs"
-
-
-def call_bounds() -> dict[str, Any]:
-    """``retry`` and ``timeout`` for every Firestore read and write here.
-
-    The client's defaults retry an unreachable Firestore for up to 300 s (docs/google-quirks.md), so an
-    operator's ``GET /v1/jobs/{id}`` hung for minutes instead of answering 503. The whole call, retries
-    included, now ends after ``TRIBUTARY_CALL_DEADLINE`` seconds (default 20).
-    """
-    from common.clients import bounded_call
-
-    return bounded_call()
 
 
 def _job_ref(job_id: str) -> Any:
@@ -47,10 +38,10 @@ def create_job(job: Job) -> tuple[Job, bool]:
 
     ref = _job_ref(job.job_id)
     try:
-        ref.create(job.model_dump(mode="json"), **call_bounds())
+        ref.create(job.model_dump(mode="json"), **bounded_call())
         return job, True
     except (AlreadyExists, Conflict):
-        snap = ref.get(**call_bounds())
+        snap = ref.get(**bounded_call())
         return _load(snap.to_dict()), False
 
 
@@ -58,7 +49,7 @@ def get_job(job_id: str, *, with_progress: bool = True) -> Job | None:
     """The job, with ``progress.done`` counted from its parts while it runs; None when unknown."""
     if not is_valid_id(job_id):
         return None
-    snap = _job_ref(job_id).get(**call_bounds())
+    snap = _job_ref(job_id).get(**bounded_call())
     if not snap.exists:
         return None
     job = _load(snap.to_dict())
@@ -78,12 +69,12 @@ def list_jobs(
         if value is not None:
             query = query.where(filter=FieldFilter(name, "==", value))
     query = query.order_by("created_at", direction="DESCENDING").limit(limit)
-    return [_load(s.to_dict()) for s in query.stream(**call_bounds())]
+    return [_load(s.to_dict()) for s in query.stream(**bounded_call())]
 
 
 def count_parts(job_id: str) -> int:
     """How many parts of the job have stored their result (an aggregation query, not a counter)."""
-    result: Any = _job_ref(job_id).collection(PARTS).count().get(**call_bounds())
+    result: Any = _job_ref(job_id).collection(PARTS).count().get(**bounded_call())
     return int(result[0][0].value)
 
 
@@ -102,7 +93,7 @@ def record_event(event: Event) -> Job | None:
     @fs.transactional
     def txn(transaction: Any) -> tuple[Job, bool]:
         # Both documents in one read (one round trip, not two).
-        read = transaction.get_all([job_ref, marker_ref], **call_bounds())
+        read = transaction.get_all([job_ref, marker_ref], **bounded_call())
         snaps = {snap.reference.path: snap for snap in read}
         job_snap, marker = snaps[job_ref.path], snaps[marker_ref.path]
         job = (
@@ -146,7 +137,7 @@ def finish_if_complete(job_id: str) -> Job | None:
 
     client = firestore()
     job_ref = _job_ref(job_id)
-    snap = job_ref.get(**call_bounds())
+    snap = job_ref.get(**bounded_call())
     if not snap.exists:
         return None
     job = _load(snap.to_dict())
@@ -155,10 +146,10 @@ def finish_if_complete(job_id: str) -> Job | None:
 
     @fs.transactional
     def txn(transaction: Any) -> Job:
-        current = _load(job_ref.get(transaction=transaction, **call_bounds()).to_dict())
+        current = _load(job_ref.get(transaction=transaction, **bounded_call()).to_dict())
         if current.status.terminal:
             return current
-        parts = [p.to_dict() for p in job_ref.collection(PARTS).stream(transaction=transaction, **call_bounds())]
+        parts = [p.to_dict() for p in job_ref.collection(PARTS).stream(transaction=transaction, **bounded_call())]
         from common.events import EventData
 
         watermarks = [p["watermark"] for p in parts if p.get("watermark")]
@@ -224,12 +215,12 @@ def update_source(job: Job, event: Event) -> None:
     ref = firestore().collection(SOURCES).document(job.source)
     if job.status is not JobStatus.succeeded or not (event.data.watermark or event.data.cursors):
         return
-    if not _advances(ref.get(**call_bounds()), event):
+    if not _advances(ref.get(**bounded_call()), event):
         return
 
     @fs.transactional
     def txn(transaction: Any) -> None:
-        snap = ref.get(transaction=transaction, **call_bounds())
+        snap = ref.get(transaction=transaction, **bounded_call())
         state = (snap.to_dict() or {}) if snap.exists else {}
         update: dict[str, Any] = {"name": job.source}
         if event.data.watermark and event.data.watermark > (state.get("watermark") or ""):
@@ -257,7 +248,7 @@ def _last_runs(name: str) -> dict[str, Any]:
     from google.cloud.firestore_v1.base_query import FieldFilter
 
     runs = firestore().collection(SOURCES).document(name).collection(RUNS)
-    newest = list(runs.order_by("finished_at", direction="DESCENDING").limit(1).stream(**call_bounds()))
+    newest = list(runs.order_by("finished_at", direction="DESCENDING").limit(1).stream(**bounded_call()))
     out: dict[str, Any] = {}
     if newest:
         last = newest[0].to_dict() or {}
@@ -268,7 +259,7 @@ def _last_runs(name: str) -> dict[str, Any]:
             last_error=last.get("error"),
         )
     succeeded = runs.where(filter=FieldFilter("status", "==", "succeeded"))
-    best = list(succeeded.order_by("finished_at", direction="DESCENDING").limit(1).stream(**call_bounds()))
+    best = list(succeeded.order_by("finished_at", direction="DESCENDING").limit(1).stream(**bounded_call()))
     if best:
         out["last_success_at"] = (best[0].to_dict() or {}).get("finished_at")
     return out
@@ -276,7 +267,7 @@ def _last_runs(name: str) -> dict[str, Any]:
 
 def source_state(name: str) -> SourceState:
     """What is known of a source, for incremental planning."""
-    snap = firestore().collection(SOURCES).document(name).get(**call_bounds())
+    snap = firestore().collection(SOURCES).document(name).get(**bounded_call())
     data: dict[str, Any] = {**((snap.to_dict() or {}) if snap.exists else {}), **_last_runs(name)}
     last = data.get("last_success_at")
     return SourceState(
@@ -291,7 +282,7 @@ def source_states(names: list[str]) -> dict[str, dict[str, Any]]:
     """Watermark, cursors, last status and last success of each named source."""
     client = firestore()
     refs = [client.collection(SOURCES).document(n) for n in names]
-    positions = {snap.id: (snap.to_dict() or {}) for snap in client.get_all(refs, **call_bounds()) if snap.exists}
+    positions = {snap.id: (snap.to_dict() or {}) for snap in client.get_all(refs, **bounded_call()) if snap.exists}
     return {n: {**positions.get(n, {}), **_last_runs(n)} for n in names}
 
 
