@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 emulators: venv
-	@$(BIN)/python -c "from common.devstack import emulator_commands, DEFAULT_PORTS; emulator_commands('127.0.0.1', DEFAULT_PORTS)" \
+	@$(BIN)/python -c "from common.local.stack import emulator_commands, DEFAULT_PORTS; emulator_commands('127.0.0.1', DEFAULT_PORTS)" \
 		|| { echo "The Pub/Sub and Firestore emulators are needed (see the message above)."; exit 1; }
 
 demo: venv emulators

@@ -4,7 +4,7 @@
 #   ./deploy.sh --project P --region R [--dry-run] [--bucket B] [--sources a,b] [options]
 #
 # Per-source facts (queues and their limits, function memory and timeout, secrets, schedules) come
-# from the Python registry through `python -m common.deploy_plan`; this script owns the gcloud
+# from the Python registry through `python -m common.ops.deploy_plan`; this script owns the gcloud
 # commands and the IAM model. See docs/deploy.md.
 set -euo pipefail
 
@@ -129,7 +129,7 @@ done
 [[ "$REGION" =~ ^[a-z0-9-]+$ ]] || die_usage "--region $REGION is not a region"
 [[ -z "$PROJECT_NUMBER_OPT" || "$PROJECT_NUMBER_OPT" =~ ^[0-9]+$ ]] ||
   die_usage "--project-number must be digits"
-API_SERVICE_ACCOUNTS="" # the --api-invoker service accounts, which common.auth must also accept
+API_SERVICE_ACCOUNTS="" # the --api-invoker service accounts, which common.runtime.auth must also accept
 for member in ${API_INVOKERS[@]+"${API_INVOKERS[@]}"}; do
   [[ "$member" == *:* ]] || die_usage "--api-invoker $member must look like serviceAccount:EMAIL, user:EMAIL or group:EMAIL"
   [[ "$member" != serviceAccount:* ]] || API_SERVICE_ACCOUNTS+="${API_SERVICE_ACCOUNTS:+,}${member#serviceAccount:}"
@@ -255,11 +255,11 @@ make_plan() {
   [[ -z "$SOURCES_OPT" ]] || args+=(--sources "$SOURCES_OPT")
   [[ -z "$API_SERVICE_ACCOUNTS" ]] || args+=(--api-service-accounts "$API_SERVICE_ACCOUNTS")
   [[ -z "$API_KEYS_SECRET" ]] || args+=(--api-keys-secret "$API_KEYS_SECRET")
-  PLAN="$("$PYTHON" -m common.deploy_plan "${args[@]}")" || status=$?
+  PLAN="$("$PYTHON" -m common.ops.deploy_plan "${args[@]}")" || status=$?
   if ((status == 2)); then
     exit 2 # deploy_plan said why (an unknown source, a name Google refuses)
   elif ((status != 0)); then
-    die "python -m common.deploy_plan failed (exit $status); is $PYTHON the project's virtualenv?"
+    die "python -m common.ops.deploy_plan failed (exit $status); is $PYTHON the project's virtualenv?"
   fi
 }
 
@@ -344,7 +344,7 @@ while IFS=$'\t' read -r kind f1 f2 f3 f4 f5 f6 f7 f8 f9; do
   esac
 done <<<"$PLAN"
 [[ -n "$SA_INVOKER" && -n "$TOPIC" && -n "$API_URL" && ${#F_NAME[@]} -gt 0 ]] ||
-  die "python -m common.deploy_plan printed an incomplete plan"
+  die "python -m common.ops.deploy_plan printed an incomplete plan"
 
 # -------------------------------------------------------------------------------- service accounts
 say "service accounts"
@@ -479,7 +479,7 @@ fi
 staged=" "
 for entry in "${F_ENTRY[@]}"; do
   [[ "$staged" == *" $entry "* ]] && continue
-  run "$PYTHON" -m common.deploy_plan --stage "$entry" --dest "$STAGE_DIR/$entry"
+  run "$PYTHON" -m common.ops.deploy_plan --stage "$entry" --dest "$STAGE_DIR/$entry"
   staged+="$entry "
 done
 

@@ -99,7 +99,7 @@ class Settings(BaseModel):
         Raises:
             ConfigError: a variable's value is invalid (the message names the variable).
         """
-        from common.errors import ConfigError
+        from common.core.errors import ConfigError
 
         env = os.environ if environ is None else environ
         values = {}

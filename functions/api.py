@@ -5,8 +5,8 @@ import orjson
 from flask import Request, Response
 
 from common import setup_logging
-from common.api import MAX_BODY, handle
-from common.auth import guard
+from common.runtime.api import MAX_BODY, handle
+from common.runtime.auth import guard
 
 setup_logging()
 

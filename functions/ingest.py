@@ -11,8 +11,8 @@ import orjson
 from flask import Request, Response
 
 from common import setup_logging
-from common.auth import guard
-from common.outcomes import answer_task
+from common.runtime.auth import guard
+from common.runtime.outcomes import answer_task
 
 setup_logging()
 

@@ -6,8 +6,8 @@ from cloudevents.http import CloudEvent
 from flask import Response, abort, request
 
 from common import setup_logging
-from common.auth import guard
-from common.status import handle_pubsub
+from common.runtime.auth import guard
+from common.runtime.status import handle_pubsub
 
 setup_logging()
 

@@ -56,7 +56,7 @@ def _load_sources() -> list[Any]:
 
 
 def _plan(api_url: str, config: Path | None) -> tuple[Plan, Any]:
-    from common.clients import scheduler
+    from common.gcp.clients import scheduler
     from common.settings import settings
     from scheduler import sync
 

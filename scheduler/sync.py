@@ -95,7 +95,7 @@ def desired_jobs(
     """One job per source that has a schedule (``.name``, ``.schedule.cron``, ``.schedule.time_zone``).
 
     With ``reaper``, also the maintenance job ``tributary-reaper`` that calls ``POST /v1/reaper:run``
-    every ``REAPER_CRON`` (it fails or re-enqueues stuck jobs, see ``common/reaper.py``).
+    every ``REAPER_CRON`` (it fails or re-enqueues stuck jobs, see ``common/runtime/reaper.py``).
 
     ``overrides`` (``{source: {cron, time_zone, paused}}``) wins over the source's own schedule; a source
     without a schedule gets a job only when an override gives it a cron. Jobs come sorted by name.
@@ -438,7 +438,7 @@ def sync_schedules(
 ) -> tuple[Plan, ApplyResult]:
     """Sync the registered sources with the configured Cloud Scheduler (what ``tributary schedule sync`` does).
 
-    Defaults: the client from :func:`common.clients.scheduler` (the emulator when
+    Defaults: the client from :func:`common.gcp.clients.scheduler` (the emulator when
     ``CLOUD_SCHEDULER_EMULATOR_HOST`` is set), project, region and invoker service account from
     :func:`common.settings.settings`, the sources from ``common.sources.all_sources()``, the API URL from
     ``TRIBUTARY_API_URL`` (else http://127.0.0.1:8080) and the overrides file from
@@ -449,7 +449,7 @@ def sync_schedules(
     from common.settings import settings
 
     if client is None:
-        from common.clients import scheduler
+        from common.gcp.clients import scheduler
 
         client = scheduler()
     if sources is None:

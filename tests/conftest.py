@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from common.clients import reset_clients
+from common.gcp.clients import reset_clients
 from common.settings import reset_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,8 +57,8 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[No
 @pytest.fixture(scope="session")
 def google_emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Google's real Pub/Sub and Firestore emulators, started once for the session."""
-    from common.devstack import Stack, StackConfig
-    from common.errors import ConfigError
+    from common.core.errors import ConfigError
+    from common.local.stack import Stack, StackConfig
 
     stack = Stack(StackConfig(state_dir=tmp_path_factory.mktemp("emulators"), auto_ports=True, scheduler=False))
     try:
@@ -85,7 +85,7 @@ def gcp(google_emulators: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> st
 @pytest.fixture
 def tasks_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     """The project's Cloud Tasks emulator, in process, with the clients pointed at it."""
-    from common.emulators.tasks import TasksEmulator
+    from common.local.emulators.tasks import TasksEmulator
 
     emulator = TasksEmulator(port=0)
     emulator.start()
@@ -99,7 +99,7 @@ def tasks_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 @pytest.fixture
 def topic(gcp: str) -> tuple[str, str]:
     """The ``ingest-events`` topic with a pull subscription, to read what functions publish."""
-    from common import clients
+    from common.gcp import clients
 
     name = f"projects/{gcp}/topics/ingest-events"
     sub = f"projects/{gcp}/subscriptions/test-pull"
@@ -112,8 +112,8 @@ def pull_events(subscription: str, *, expect: int, timeout: float = 10.0) -> lis
     """Pull (and ack) job events until ``expect`` arrived or ``timeout`` passed."""
     import time
 
-    from common import clients
-    from common.events import Event
+    from common.core.events import Event
+    from common.gcp import clients
 
     events: list[object] = []
     deadline = time.monotonic() + timeout

@@ -14,7 +14,7 @@ import importlib
 import os
 from functools import cache
 
-from common.errors import ConfigError
+from common.core.errors import ConfigError
 from common.sources.base import Source
 
 #: name -> "module:Class", in the order the sources are listed (api, demo, deploy).

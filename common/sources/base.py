@@ -1,7 +1,7 @@
 """The source contract: what a connector declares (name, schedule, queue, secrets, params, schema) and does.
 
 A source is one module in ``common/sources/`` with one subclass of :class:`Source`. The runner
-(``common.ingest``) calls ``plan`` once per job, then ``fetch`` and ``parse`` once per part::
+(``common.runtime.ingest``) calls ``plan`` once per job, then ``fetch`` and ``parse`` once per part::
 
     plan(params, ctx)   -> [Part, ...]          each part finishes well inside the 30-min dispatch deadline
     fetch(part, ctx)    -> Raw                  download (and verify) to a local file; no parsing
@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-    from common.http import Http
+    from common.sources.http import Http
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ class Source(ABC):
         """
         from pydantic import ValidationError
 
-        from common.errors import BadParams
+        from common.core.errors import BadParams
 
         try:
             return self.params_model.model_validate(dict(raw))
@@ -205,7 +205,7 @@ class Source(ABC):
         Raises:
             BadParams: the source cannot backfill, or the range is empty.
         """
-        from common.errors import BadParams
+        from common.core.errors import BadParams
 
         fields = self.params_model.model_fields
         if "start" not in fields or "end" not in fields:
@@ -233,7 +233,7 @@ class Source(ABC):
         """Download and verify one part's payload into ``ctx.workdir``.
 
         Raises:
-            TransientError / PermanentError: as classified by ``common.errors``.
+            TransientError / PermanentError: as classified by ``common.core.errors``.
         """
 
     @abstractmethod

@@ -11,7 +11,7 @@ from typing import IO, Any, Literal
 import orjson
 from pydantic import Field, ValidationInfo, field_validator
 
-from common.errors import BadParams, ConfigError, PermanentError, TransientError
+from common.core.errors import BadParams, ConfigError, PermanentError, TransientError
 from common.sources.base import Column, Context, Params, Part, QueueConfig, Raw, Record, Schedule, Source
 
 SECRET = "COMTRADE_SUBSCRIPTION_KEY"

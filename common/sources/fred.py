@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from pydantic import Field, ValidationInfo, field_validator
 
-from common.errors import ConfigError, IngestError, PermanentError, TransientError
+from common.core.errors import ConfigError, IngestError, PermanentError, TransientError
 from common.sources.base import Column, Context, Params, Part, QueueConfig, Raw, Record, Schedule, Source
 
 SECRET = "FRED_API_KEY"
@@ -36,7 +36,7 @@ MAX_VINTAGES_PER_REQUEST = 2000
 MISSING = "."
 SERIES_RE = re.compile(r"^[A-Z0-9_]{1,64}$")
 NUMBER_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-#: What ``common.http`` raises for a non-2xx answer: "upstream answered 400 from <url>: <body>".
+#: What ``common.sources.http`` raises for a non-2xx answer: "upstream answered 400 from <url>: <body>".
 STATUS_RE = re.compile(r"^upstream answered (\d{3}) from \S+?(?::\s(.*))?$", re.S)
 ERROR_MESSAGE_RE = re.compile(r'"error_message"\s*:\s*"((?:[^"\\]|\\.)*)"')
 API_KEY_RE = re.compile(r"(api_key=)[^&\s\"']+")
@@ -400,7 +400,7 @@ def _error_message(detail: str) -> str:
 
 
 def http_error(exc: IngestError, series_id: str, key: str | None = None) -> IngestError:
-    """Turn what ``common.http`` raised for a non-2xx answer into FRED's own message (key redacted)."""
+    """Turn what ``common.sources.http`` raised for a non-2xx answer into FRED's own message (key redacted)."""
     retry_after = exc.retry_after if isinstance(exc, TransientError) else None
     m = STATUS_RE.match(exc.message)
     if not m:  # timeouts and resets: already readable, and the URL carries no query

@@ -10,8 +10,8 @@ from typing import IO, TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
-from common.errors import PermanentError
-from common.schema import arrow_schema
+from common.core.errors import PermanentError
+from common.core.schema import arrow_schema
 from common.sources.base import Column, Context, Params, Part, QueueConfig, Raw, Schedule, Source
 
 if TYPE_CHECKING:  # pragma: no cover - pyarrow is imported where files are parsed (cold start)

@@ -13,7 +13,7 @@ from typing import IO, Literal
 
 from pydantic import Field, field_validator
 
-from common.errors import PermanentError, TransientError
+from common.core.errors import PermanentError, TransientError
 from common.sources.base import Column, Context, Params, Part, QueueConfig, Raw, Record, Schedule, Source
 
 #: OFAC's Sanctions List Service; the old www.treasury.gov/ofac/downloads/*.csv URLs redirect here.

@@ -12,7 +12,7 @@ from typing import IO, Any, Literal
 import orjson
 from pydantic import Field, ValidationInfo, field_validator
 
-from common.errors import BadParams, PermanentError, TransientError
+from common.core.errors import BadParams, PermanentError, TransientError
 from common.sources.base import Column, Context, Params, Part, QueueConfig, Raw, Record, Schedule, Source
 
 #: The appname ReliefWeb asks every caller to send (not a secret). Since 1 Nov 2025 it must be

@@ -12,7 +12,7 @@ from typing import IO, Any
 import orjson
 from pydantic import Field, ValidationInfo, field_validator
 
-from common.errors import PermanentError, TransientError
+from common.core.errors import PermanentError, TransientError
 from common.sources.base import Column, Context, Params, Part, QueueConfig, Raw, Record, Schedule, Source
 
 log = logging.getLogger("tributary.sources.worldbank")

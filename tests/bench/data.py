@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.samples import HERE as SAMPLES
-from common.samples import zip_deterministic
+from common.local.samples import HERE as SAMPLES
+from common.local.samples import zip_deterministic
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_SLOT = "20191024143000"
@@ -41,7 +41,7 @@ def base_rows(sample: bool = False) -> tuple[list[bytes], str]:
     lines = SAMPLE_CSV.read_bytes().splitlines(keepends=True)
     copies = -(-SLOT_ROWS // len(lines)) if not sample else 1
     rows = repeat_rows(lines, copies)
-    origin = "common/samples/gdelt (24 rows)" if sample else f"common/samples/gdelt repeated x{copies}"
+    origin = "common/local/samples/gdelt (24 rows)" if sample else f"common/local/samples/gdelt repeated x{copies}"
     return rows, origin
 
 

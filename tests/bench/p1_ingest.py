@@ -15,7 +15,7 @@ GOAL_FLOOR = 0.6
 
 def tributary_ingest(zip_path: Path, out_path: Path) -> int:
     """Exactly what production runs for a GDELT events part (``run_part``): parse_tsv → write_parquet."""
-    from common.ingest import write_parquet
+    from common.runtime.ingest import write_parquet
     from common.sources.gdelt import EVENTS, parse_tsv
 
     with zip_path.open("rb") as stream:
@@ -35,7 +35,7 @@ def floor_note(write_ms: float, floor_ms: float, *, met: bool) -> str:
     """What was done about the floor goal, and what was tried and not kept."""
     applied = (
         "Applied: `write_parquet` gathers Arrow batches into row groups of about 16 MiB "
-        "(`common.ingest.ROW_GROUP_BYTES`). It used to write a row group per ~1 MiB parsed batch, and on the "
+        "(`common.runtime.ingest.ROW_GROUP_BYTES`). It used to write a row group per ~1 MiB parsed batch, and on the "
         "10x file nine small row groups took 59 ms and 1.7 MB where one takes about 36 ms and 0.6 MB (each "
         "column chunk carries its own dictionary and statistics)."
     )
@@ -130,14 +130,17 @@ def p1_ingest(ctx: Context, inputs: dict[int, GdeltFile] | None = None) -> Secti
                 "",
                 f"≥{GOAL_PANDAS:g}x pandas",
                 None,
-                "../shared/fixtures/gdelt is absent: the 1x and 10x files are synthesized from common/samples/gdelt",
+                (
+                    "../shared/fixtures/gdelt is absent: the 1x and 10x files are synthesized"
+                    " from common/local/samples/gdelt"
+                ),
             ),
         )
 
     sec.method = (
         "Each contender goes from the zipped export on disk to its result. **tributary** is production's code "
         "path for a GDELT events part: `common.sources.gdelt.parse_tsv` (Arrow streaming CSV) into "
-        "`common.ingest.write_parquet` (snappy Parquet). **pandas** is gdeltPyR's normalization "
+        "`common.runtime.ingest.write_parquet` (snappy Parquet). **pandas** is gdeltPyR's normalization "
         "(`tests/bench/gdelt_peer.py` says exactly what is modelled): `read_csv(compression='zip', sep='\\t', "
         "header=None, names=<61 columns>, dtype=<CAMEO codes as str>)` then `to_parquet` (pyarrow, snappy). "
         "**floor** is `zipfile` plus `bytes.split(b'\\t')` on every line, counting rows. All contenders are "

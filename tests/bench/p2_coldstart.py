@@ -52,7 +52,7 @@ def import_seconds(module: str, repo: Path) -> float:
 
 def first_response_seconds(source: str, target: str, signature: str, path: str, repo: Path) -> float:
     """Seconds from starting ``functions-framework`` on a free port to the first HTTP answer (any status)."""
-    from common.devstack import free_port, stop_groups
+    from common.local.stack import free_port, stop_groups
 
     port = free_port()
     ff = str(Path(sys.executable).parent / "functions-framework")

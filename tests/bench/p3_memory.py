@@ -97,7 +97,7 @@ def p3_memory(ctx: Context, inputs: dict[int, GdeltFile] | None = None) -> Secti
             "benchmark at +51 MB before and about +30 MB after for the 10x file (100x: +155 MB before, about "
             "+80 MB after). Parsing speed is unchanged within noise (P1). The smaller batches do not make "
             "smaller Parquet row groups: `write_parquet` gathers them into row groups of about 16 MiB of Arrow "
-            "data (`common.ingest.ROW_GROUP_BYTES`), which bounds what it holds at once."
+            "data (`common.runtime.ingest.ROW_GROUP_BYTES`), which bounds what it holds at once."
         )
     if len(inputs) > 2:
         sec.details = (

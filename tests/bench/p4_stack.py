@@ -81,7 +81,7 @@ def counts(project_env: dict[str, str], run: str) -> tuple[int, int]:
     """(succeeded, failed) jobs of one run, by aggregation queries on the emulator."""
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    from common.clients import firestore
+    from common.gcp.clients import firestore
 
     out = []
     for status in ("succeeded", "failed"):
@@ -140,9 +140,9 @@ def pipeline_run(state: Any, procs: dict[str, Any], logs: Path, n: int, cap: flo
 
 def status_writes(job_id: str, run: str) -> None:
     """What Firestore sees for one no-op job: the api's create, then the status function's two transactions."""
-    from common.events import Event, EventData, EventType, PartProgress
-    from common.jobs import Job
-    from common.store import create_job, record_event
+    from common.core.events import Event, EventData, EventType, PartProgress
+    from common.core.jobs import Job
+    from common.gcp.firestore import create_job, record_event
 
     create_job(Job(job_id=job_id, source="noop", params={"run": run}))
     data = EventData(job_id=job_id, source="noop", attempt=1)
@@ -152,7 +152,7 @@ def status_writes(job_id: str, run: str) -> None:
 
 def peer_run(firestore_host: str, n: int, threads: int = 1) -> tuple[float, int]:
     """Seconds for ``n`` jobs' status writes straight to the emulator (``threads`` at once), and failures."""
-    from common.devstack import client_env
+    from common.local.stack import client_env
 
     run = uuid.uuid4().hex[:10]
     failures = 0
@@ -178,7 +178,7 @@ def peer_run(firestore_host: str, n: int, threads: int = 1) -> tuple[float, int]
 
 
 def p4_stack(ctx: Context) -> Section:
-    from common.devstack import Stack, StackConfig, client_env
+    from common.local.stack import Stack, StackConfig, client_env
     from common.sources import source_names
 
     sec = Section("P4", "1,000 no-op jobs through the whole local stack")
@@ -235,13 +235,13 @@ def p4_stack(ctx: Context) -> Section:
             f"≥{GOAL:.0%} of Firestore's own rate", r.value >= GOAL, note)
     )  # fmt: skip
     sec.method = (
-        f"`tributary dev up`'s stack (`common.devstack.Stack`, free ports, no scheduler) with the no-op source "
+        f"`tributary dev up`'s stack (`common.local.stack.Stack`, free ports, no scheduler) with the no-op source "
         f"registered through `TRIBUTARY_EXTRA_SOURCES` in the api, ingest and status functions and in this "
         f"process; stack start-up took {up_seconds:.0f} s (not counted). **ours**: {n:,} `POST /v1/jobs` "
         f"({POST_THREADS} client threads), timed from the first POST until an aggregation query (every "
         f"{POLL} s) counts all {n:,} jobs `succeeded`; at most {cap:.0f} s per run. The no-op queue allows "
         "500 dispatches/s and 64 concurrent. **peer**: on the same Firestore emulator (another project), the "
-        f"same writes for {n:,} jobs called directly: `common.store.create_job`, then `record_event` for the "
+        f"same writes for {n:,} jobs called directly: `common.gcp.firestore.create_job`, then `record_event` for the "
         "`started` and `succeeded` events (the status function's transaction, marker included), one job "
         "after another. Each round runs the peer, then the pipeline."
     )
@@ -277,7 +277,7 @@ def p4_stack(ctx: Context) -> Section:
             f"most two events at a time (docs/google-quirks.md). During the pipeline runs the Firestore "
             f"emulator logged {lock:,} 'Transaction lock timeout' failures. The stack used {used:.2f} of "
             f"{cores} CPUs{waiting}.",
-            "Contention in the status path (`common/store.py`):\n\n"
+            "Contention in the status path (`common/gcp/firestore.py`):\n\n"
             "1. *Fixed.* Every `record_event` transaction used to read `sources/{name}`, so all status "
             "transactions of one source contended on one document (with 2 threads, the same calls made "
             f"directly: 100 jobs took {c_seconds:.1f} s, {c_failed} failing after 5 commit attempts). A "
@@ -314,7 +314,7 @@ def p4_stack(ctx: Context) -> Section:
 
 
 STORE_PROPOSAL = """\
-**Applied:** the source document is out of the per-event transaction (`common/store.py`:
+**Applied:** the source document is out of the per-event transaction (`common/gcp/firestore.py`:
 `update_source`): one run record per finished job (`sources/{name}/runs/{job_id}`), last status and last
 success read back by query, watermark and cursors advanced only when a job moves them. This took P4 from
 about 3-4 jobs/s to about 10 jobs/s.
@@ -322,13 +322,13 @@ about 3-4 jobs/s to about 10 jobs/s.
 **Applied:** job events are published with `ordering_key=job_id` (`PublisherOptions(enable_message_ordering=True)`)
 and `status-push` is created with `enable_message_ordering=True` (local stack and `deploy.sh`), so one job's
 events reach the status function one after another: no lock timeouts left. After a failed publish the client
-pauses the key; `common/publish.py` resumes it and tries once more (`tests/test_publish.py`).
+pauses the key; `common/gcp/pubsub.py` resumes it and tries once more (`tests/integration/test_pubsub.py`).
 """
 
 CPU_NOTES = """\
 Cut from the CPU of a no-op job (profiled in process against the emulators with pyinstrument): every
 task built an httpx client, and httpx loads the CA bundle into a new TLS context for each (about 25 ms of
-the ingest function's 48); one context per process is now shared (`common.http.tls_context`). The source
+the ingest function's 48); one context per process is now shared (`common.sources.http.tls_context`). The source
 state (a document read and two queries) is read when a source first asks for it, so a task that never
 looks at it reads nothing. The publisher waited 10 ms to fill batches that, with one ordering key per job,
 never hold more than one event (now 1 ms). A rate limiter's timer thread is started only when the source

@@ -1,4 +1,4 @@
-"""P5: a 10,000-task backfill fan-out through ``common.queue.enqueue_many`` into a paused queue, against the
+"""P5: a 10,000-task backfill fan-out through ``common.gcp.tasks.enqueue_many`` into a paused queue, against the
 raw CreateTask rate of a bare stock ``google-cloud-tasks`` client, on our Cloud Tasks emulator."""
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ GOAL = 0.8
 @contextmanager
 def tasks_emulator(ctx: Context) -> Any:
     """Our Cloud Tasks emulator in its own process (as ``tributary dev up`` runs it); yields ``host:port``."""
-    from common.devstack import free_port, grpc_ready, stop_groups, wait_until
+    from common.local.stack import free_port, grpc_ready, stop_groups, wait_until
 
     port = free_port()
     log = (ctx.workdir / "p5-tasks-emulator.log").open("wb")
-    argv = [sys.executable, "-m", "common.emulators.tasks", "--port", str(port), "--log-level", "WARNING"]
+    argv = [sys.executable, "-m", "common.local.emulators.tasks", "--port", str(port), "--log-level", "WARNING"]
     proc = subprocess.Popen(argv, cwd=ctx.repo, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_until(grpc_ready(port), "the Tasks emulator", 30, proc)
@@ -36,7 +36,7 @@ def tasks_emulator(ctx: Context) -> Any:
 
 def backfill_payloads(n: int, tag: str) -> list[Any]:
     """``n`` GDELT slot jobs, as a backfill of consecutive 15-minute slots fans them out."""
-    from common.queue import TaskPayload
+    from common.gcp.tasks import TaskPayload
 
     first = datetime(2020, 1, 1, tzinfo=UTC)
     return [
@@ -51,9 +51,9 @@ def backfill_payloads(n: int, tag: str) -> list[Any]:
 
 def paused_queue(host: str, project: str) -> str:
     """A fresh, paused ``ingest-gdelt`` queue in ``project`` (so nothing is dispatched); returns its path."""
-    from common import clients
-    from common.devstack import client_env
-    from common.queue import ensure_queue, queue_path
+    from common.gcp import clients
+    from common.gcp.tasks import ensure_queue, queue_path
+    from common.local.stack import client_env
     from common.sources import get_source
 
     with client_env({"CLOUD_TASKS_EMULATOR_HOST": host, "TRIBUTARY_PROJECT": project}):
@@ -64,15 +64,15 @@ def paused_queue(host: str, project: str) -> str:
 
 def drop_queue(host: str, name: str) -> None:
     """Delete a run's queue, so the emulator does not carry 10,000 tasks per run into the next."""
-    from common.clients import tasks_client_for
+    from common.gcp.clients import tasks_client_for
 
     tasks_client_for(host).delete_queue(name=name)
 
 
 def ours(host: str, n: int, concurrency: int) -> float:
     """Seconds for ``enqueue_many`` to enqueue ``n`` backfill tasks (payload → task built inside, as production)."""
-    from common.devstack import client_env
-    from common.queue import enqueue_many
+    from common.gcp.tasks import enqueue_many
+    from common.local.stack import client_env
     from common.sources import get_source
 
     project = f"p5-{uuid.uuid4().hex[:10]}"
@@ -127,7 +127,7 @@ def peer(host: str, n: int, concurrency: int) -> float:
 
 
 def p5_enqueue(ctx: Context) -> Section:
-    from common.queue import ENQUEUE_CONCURRENCY
+    from common.gcp.tasks import ENQUEUE_CONCURRENCY
 
     sec = Section("P5", "Backfill fan-out: enqueue 10,000 tasks")
     n = 2_000 if ctx.quick else 10_000
@@ -148,7 +148,7 @@ def p5_enqueue(ctx: Context) -> Section:
     sec.method = (
         f"Our Cloud Tasks emulator runs in its own process. Each run gets a fresh project, so a fresh paused "
         f"`ingest-gdelt` queue (nothing is dispatched), and {n:,} new task names. **ours**: "
-        f"`common.queue.enqueue_many(payloads, gdelt)` with its default {conc} threads, timed from the "
+        f"`common.gcp.tasks.enqueue_many(payloads, gdelt)` with its default {conc} threads, timed from the "
         "`TaskPayload`s (building each task is part of the cost). **peer**: a bare "
         "`tasks_v2.CloudTasksClient` on an insecure channel, the same tasks (same names, URL, headers, body, "
         f"deadline) built *before* the clock starts, sent by a {conc}-thread pool calling `create_task`. "
@@ -159,8 +159,8 @@ def p5_enqueue(ctx: Context) -> Section:
 
 def enqueue_profile(host: str, n: int) -> str:
     """pyinstrument over ``enqueue`` called in series on this thread (the pool's threads are not sampled)."""
-    from common.devstack import client_env
-    from common.queue import enqueue
+    from common.gcp.tasks import enqueue
+    from common.local.stack import client_env
     from common.sources import get_source
 
     project = f"p5-{uuid.uuid4().hex[:10]}"

@@ -66,7 +66,7 @@ def machine() -> dict[str, str]:
 
 def emulator_versions() -> str:
     try:
-        from common.devstack import sdk_root
+        from common.local.stack import sdk_root
 
         sdk = (sdk_root() / "VERSION").read_text().strip()
     except Exception:

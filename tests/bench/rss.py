@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
     import pyarrow.parquet
 
     import common.sources.gdelt as gdelt
-    from common.ingest import write_parquet
+    from common.runtime.ingest import write_parquet
     from common.sources.gdelt import EVENTS, parse_tsv
 
     if len(argv) > 2:

@@ -37,11 +37,11 @@ import httpx
 import orjson
 import pyarrow.parquet as pq
 
-from common.devstack import Stack, StackConfig, client_env
-from common.events import Event, EventData, EventType
-from common.jobs import Job, apply_event
-from common.samples import HERE as SAMPLES
-from common.samples import gdelt_listing, zip_deterministic
+from common.core.events import Event, EventData, EventType
+from common.core.jobs import Job, apply_event
+from common.local.samples import HERE as SAMPLES
+from common.local.samples import gdelt_listing, zip_deterministic
+from common.local.stack import Stack, StackConfig, client_env
 
 #: The client read timeout of the functions under test (TRIBUTARY_HTTP_READ_TIMEOUT); a ``slow`` fault
 #: beyond it is a timeout.
@@ -245,7 +245,7 @@ class FaultStack:
     def tasks(self) -> Any:
         """The stock Cloud Tasks client on the stack's emulator (its channel reconnects after a restart)."""
         if self._tasks is None:
-            from common.clients import tasks_client_for
+            from common.gcp.clients import tasks_client_for
 
             self._tasks = tasks_client_for(self.stack.env["CLOUD_TASKS_EMULATOR_HOST"])
         return self._tasks
@@ -465,7 +465,7 @@ class FaultStack:
 
 def fold(initial: Job, events: Any) -> Job:
     """The job after applying each distinct event once (in publish order), then the completion of a
-    multi-part job as ``common.store.finish_if_complete`` derives it from its parts."""
+    multi-part job as ``common.gcp.firestore.finish_if_complete`` derives it from its parts."""
     job = initial
     parts: dict[str, EventData] = {}
     for event in sorted(events, key=lambda e: e.time):

@@ -1,7 +1,7 @@
-"""Upstream faults, injected by the recorded-response server (``common/replay.py`` fault rules).
+"""Upstream faults, injected by the recorded-response server (``common/local/recorded.py`` fault rules).
 
 Transient faults (429 with Retry-After, 500, 503, a response slower than the client's read timeout, a
-connection reset mid-body) are retried: three quick tries inside a task (``common.http``), then Cloud Tasks
+connection reset mid-body) are retried: three quick tries inside a task (``common.sources.http``), then Cloud Tasks
 retries the task with the queue's backoff. A fault that clears ends ``succeeded``: it is injected 4 times on
 a GDELT download, so attempt 1 spends its three tries and attempt 2 succeeds after one more. A fault that
 persists ends ``failed`` with kind ``transient`` and "gave up after 5 attempts" (UN Comtrade declares 5):

@@ -1,0 +1,1 @@
+"""Adapters to Google services: clients, resource names, Firestore, Cloud Tasks, Pub/Sub, secrets, objects."""

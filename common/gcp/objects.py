@@ -1,0 +1,109 @@
+"""Where raw and normalized data land: a local directory by default, GCS in the cloud, addressed by URI.
+
+Object names are deterministic (source, stream, partition, part key), and every write replaces the
+object whole (temp file + rename locally; a single upload on GCS), so a retried or duplicated task
+overwrites what an earlier attempt wrote instead of adding to it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from common.settings import settings
+
+
+class OutputStore(Protocol):
+    def put_file(self, local: Path, name: str, content_type: str = "application/octet-stream") -> str:
+        """Store ``local`` as object ``name`` (replacing it) and return its URI."""
+        ...
+
+    def put_bytes(self, data: bytes, name: str, content_type: str = "application/octet-stream") -> str: ...
+
+    def exists(self, name: str) -> bool: ...
+
+    def uri(self, name: str) -> str: ...
+
+
+class LocalStore:
+    """Objects as files under ``root``; ``file://`` URIs."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+
+    def uri(self, name: str) -> str:
+        return (self.root / name).as_uri()
+
+    def _target(self, name: str) -> Path:
+        target = (self.root / name).resolve()
+        if self.root not in target.parents:
+            raise ValueError(f"object name {name!r} escapes the output root")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def _replace(self, name: str, write: Callable[[Path], object]) -> str:
+        """Write through a temporary file, then rename: readers see the old object or the new, never half.
+
+        The temporary name is unique per process and thread: duplicate deliveries of one task run
+        concurrently in one process and write the same objects.
+        """
+        target = self._target(name)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        write(tmp)
+        os.replace(tmp, target)
+        return target.as_uri()
+
+    def put_file(self, local: Path, name: str, content_type: str = "application/octet-stream") -> str:
+        return self._replace(name, lambda tmp: shutil.copyfile(local, tmp))
+
+    def put_bytes(self, data: bytes, name: str, content_type: str = "application/octet-stream") -> str:
+        return self._replace(name, lambda tmp: tmp.write_bytes(data))
+
+    def exists(self, name: str) -> bool:
+        return (self.root / name).exists()
+
+
+#: Resumable uploads send files over 8 MiB in chunks of this size. The client's default chunk is 100 MiB,
+#: each read whole into memory: a function's peak memory would grow with the largest output
+#: (docs/google-quirks.md). A multiple of 256 KiB, as the API requires.
+UPLOAD_CHUNK = 8 * 1024 * 1024
+
+
+class GcsStore:
+    """Objects in a GCS bucket under a prefix; ``gs://`` URIs. Uploads replace objects atomically."""
+
+    def __init__(self, uri: str) -> None:
+        bucket, _, prefix = uri.removeprefix("gs://").partition("/")
+        self.bucket_name, self.prefix = bucket, prefix.strip("/")
+
+    def _blob(self, name: str) -> Any:
+        from common.gcp.clients import storage
+
+        key = f"{self.prefix}/{name}" if self.prefix else name
+        return storage().bucket(self.bucket_name).blob(key, chunk_size=UPLOAD_CHUNK)
+
+    def uri(self, name: str) -> str:
+        return f"gs://{self.bucket_name}/{self.prefix + '/' if self.prefix else ''}{name}"
+
+    def put_file(self, local: Path, name: str, content_type: str = "application/octet-stream") -> str:
+        self._blob(name).upload_from_filename(str(local), content_type=content_type)
+        return self.uri(name)
+
+    def put_bytes(self, data: bytes, name: str, content_type: str = "application/octet-stream") -> str:
+        self._blob(name).upload_from_string(data, content_type=content_type)
+        return self.uri(name)
+
+    def exists(self, name: str) -> bool:
+        return bool(self._blob(name).exists())
+
+
+def output_store(uri: str | None = None) -> OutputStore:
+    """The store for ``uri`` (default: ``TRIBUTARY_OUTPUT_URI``): ``gs://…``, ``file://…`` or a path."""
+    uri = uri or settings().output_uri
+    if uri.startswith("gs://"):
+        return GcsStore(uri)
+    return LocalStore(uri.removeprefix("file://"))

@@ -1,0 +1,68 @@
+"""Publishing job events to the ``ingest-events`` topic, one ordering key per job.
+
+Each event carries ``ordering_key=job_id``, and the ``status-push`` subscription is created with message
+ordering (``common/local/stack.py``, ``deploy.sh``), so Pub/Sub pushes one job's events one after another
+instead of at once: their Firestore transactions no longer contend on ``jobs/{id}``. Correctness never
+depends on that order (``common.core.jobs.apply_event`` is order-independent); it is about contention.
+
+With ordering on, the client *pauses* an ordering key after a publish to it fails: every later publish
+with that key fails at once (``PublishToPausedOrderingKeyException``) until ``resume_publish`` is called.
+:func:`publish` therefore resumes the key after any failure, so the task's retry (or another task of the
+same job on this instance) can publish again, and tries once more before giving up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from common.core.errors import TransientError
+from common.core.events import TYPE_PREFIX, Event
+from common.gcp.clients import publisher
+from common.settings import settings
+
+log = logging.getLogger("tributary.publish")
+
+PUBLISH_TIMEOUT = 30.0
+#: Publish attempts per event within one call (a paused key is resumed between them).
+PUBLISH_ATTEMPTS = 2
+
+
+def topic_path() -> str:
+    s = settings()
+    return f"projects/{s.project}/topics/{s.topic}"
+
+
+def publish(event: Event) -> str:
+    """Publish ``event`` with its job id as ordering key and wait for the server's ack; returns the message id.
+
+    Raises:
+        TransientError: Pub/Sub did not accept the message (the task will be retried); the ordering key is
+            left resumed, so that retry can publish.
+    """
+    topic, key = topic_path(), event.data.job_id
+    client = publisher()
+    body, ce_type = event.to_bytes(), TYPE_PREFIX + event.type.value
+    attempt = 0
+    while True:
+        attempt += 1
+        future = client.publish(
+            topic, body, ordering_key=key, ce_id=event.id, ce_type=ce_type, job_id=key, source=event.data.source
+        )
+        try:
+            return str(future.result(timeout=PUBLISH_TIMEOUT))
+        except TimeoutError as exc:
+            # Still in flight: with ordering the client retries transient errors without a deadline, and the key
+            # is not paused. Publishing it again would only queue a copy behind it.
+            raise TransientError(f"could not publish {event.id} within {PUBLISH_TIMEOUT:.0f} s") from exc
+        except Exception as exc:  # the client raises several unrelated types here; all mean "not published"
+            resume(topic, key)
+            if attempt >= PUBLISH_ATTEMPTS:
+                raise TransientError(f"could not publish {event.id}: {type(exc).__name__}: {exc}") from exc
+            log.warning("publishing %s failed (%s: %s); key resumed, trying again", event.id, type(exc).__name__, exc)
+
+
+def resume(topic: str, key: str) -> None:
+    """Let the client publish with ``key`` again after a failure paused it (a no-op when it is not paused)."""
+    with contextlib.suppress(RuntimeError):  # "Ordering key is not paused."
+        publisher().resume_publish(topic, key)

@@ -1,0 +1,1 @@
+"""Local development: the stack, the emulators, recorded responses, samples and the demo."""

@@ -1,0 +1,80 @@
+"""``make demo``: the local stack on the bundled samples, one job per source, a summary. Works offline."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from common.core.errors import ConfigError
+
+
+def run_demo(state_dir: Path, *, timeout: float, console: Console, out: Console) -> bool:
+    """Run the demo; True when every job succeeded. The stack is always stopped at the end."""
+    from common.local.samples import materialize
+    from common.local.stack import Stack, StackConfig
+    from common.sources import all_sources
+
+    replay = materialize(state_dir / "replay")
+    stack = Stack(StackConfig(state_dir=state_dir, replay_dir=replay, auto_ports=True))
+    with console.status("starting the local stack (emulators + functions)") as status:
+        started = time.monotonic()
+        state = stack.up(progress=status.update)
+    console.print(f"local stack up in {time.monotonic() - started:.1f} s: api at {state.endpoints['api_url']}")
+    results: list[dict[str, Any]] = []
+    try:
+        with httpx.Client(base_url=state.endpoints["api_url"], timeout=30) as api:
+            submitted = {}
+            for source in all_sources():
+                r = api.post("/v1/jobs", json={"source": source.name, "params": dict(source.demo_params)})
+                if r.status_code != 202:
+                    raise ConfigError(f"submitting {source.name} failed: {r.status_code} {r.text}")
+                submitted[source.name] = (r.json()["job_id"], time.monotonic())
+                console.print(f"submitted {source.name}: {r.json()['job_id']}")
+            deadline = time.monotonic() + timeout
+            pending = dict(submitted)
+            with console.status("ingesting") as status:
+                while pending and time.monotonic() < deadline:
+                    for name, (job_id, t0) in list(pending.items()):
+                        job = api.get(f"/v1/jobs/{job_id}").json()
+                        if job["status"] in ("succeeded", "failed"):
+                            job["seconds"] = time.monotonic() - t0
+                            results.append(job)
+                            del pending[name]
+                            console.print(f"{name}: {job['status']} ({job['records']:,} records)")
+                    status.update(f"ingesting: waiting for {', '.join(sorted(pending)) or 'nothing'}")
+                    time.sleep(0.3)
+            for name, (job_id, _) in pending.items():
+                results.append({**api.get(f"/v1/jobs/{job_id}").json(), "seconds": timeout})
+                console.print(f"[red]{name}: did not finish within {timeout:.0f} s[/red]")
+    finally:
+        with console.status("stopping the local stack"):
+            stack.down()
+    table = Table("source", "job", "status", "records", "bytes", "outputs", "seconds", title="demo summary")
+    for job in sorted(results, key=lambda j: j["source"]):
+        colour = "green" if job["status"] == "succeeded" else "red"
+        table.add_row(
+            job["source"],
+            job["job_id"],
+            f"[{colour}]{job['status']}[/{colour}]",
+            f"{job['records']:,}",
+            f"{job['bytes']:,}",
+            str(len(job["outputs"])),
+            f"{job['seconds']:.1f}",
+        )
+    out.print(table)
+    for job in results:
+        if job.get("error"):
+            out.print(f"[red]{job['source']}[/red]: {job['error']['message']}")
+    data_dir = Path(state.endpoints["output_uri"].removeprefix("file://"))
+    written = sorted(
+        str(Path(uri.removeprefix("file://")).relative_to(data_dir)) for job in results for uri in job["outputs"]
+    )
+    out.print(f"{len(written)} objects written under {data_dir}:")
+    for name in written:
+        out.print(f"  {name}")
+    return all(j["status"] == "succeeded" for j in results) and len(results) == len(all_sources())

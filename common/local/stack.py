@@ -1,0 +1,627 @@
+"""The local stack: Google's Pub/Sub and Firestore emulators, our Tasks (and Scheduler) emulators, and
+every function under functions-framework, all on 127.0.0.1.
+
+Each child runs in its own process group (killing ``gcloud`` would leave the Java child alive), logs
+to ``<state>/logs/<name>.log``, and is recorded in ``<state>/stack.json`` so that ``tributary dev down``
+from another shell stops exactly what ``up`` started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from common.core.errors import ConfigError
+
+DEFAULT_PORTS = {
+    "pubsub": 8085,
+    "firestore": 8086,
+    "tasks": 8123,
+    "scheduler": 8124,
+    "scheduler_admin": 8125,
+    "certs": 8126,
+    "replay": 8090,
+    "api": 8080,
+    "ingest": 8081,
+    "status": 8082,
+}
+FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
+STARTUP_TIMEOUT = 60.0
+#: TRIBUTARY_AUTH per function in the stack (docs/security.md): the emulators' tasks carry ID tokens, so ingest
+#: verifies them; the Pub/Sub emulator sends none (docs/google-quirks.md), so status cannot; the api stays open
+#: locally (the CLI, n8n and tests call it without credentials) unless StackConfig.auth turns it on.
+LOCAL_AUTH = {"api": "off", "ingest": "on", "status": "off"}
+
+
+def sdk_root() -> Path:
+    """The Google Cloud SDK root: ``CLOUDSDK_ROOT``, ``gcloud info``, or the Debian package's path.
+
+    Raises:
+        ConfigError: no SDK was found (the message says how to install it).
+    """
+    if env := os.environ.get("CLOUDSDK_ROOT"):
+        return Path(env)
+    for guess in ("/usr/lib/google-cloud-sdk", "/usr/share/google-cloud-sdk", "/opt/google-cloud-sdk"):
+        if (Path(guess) / "platform").is_dir():
+            return Path(guess)
+    gcloud = shutil.which("gcloud")
+    if gcloud:
+        gcloud_env = {**os.environ, "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false", "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
+        out = subprocess.run(
+            [gcloud, "info", "--format=value(installation.sdk_root)"],
+            capture_output=True,
+            text=True,
+            env=gcloud_env,
+            timeout=60,
+            check=False,
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            return Path(out.stdout.strip())
+    raise ConfigError(
+        "the Google Cloud SDK (gcloud) was not found. Install it with the emulators: "
+        "`apt-get install google-cloud-cli google-cloud-cli-pubsub-emulator google-cloud-cli-firestore-emulator` "
+        "(Debian/Ubuntu, Google's apt repository), or set CLOUDSDK_ROOT to an SDK folder."
+    )
+
+
+def emulator_commands(host: str, ports: dict[str, int]) -> dict[str, list[str]]:
+    """The direct launch commands of Google's emulators (faster than ``gcloud beta emulators``).
+
+    Raises:
+        ConfigError: an emulator or Java is missing; the message names the package to install.
+    """
+    root = sdk_root()
+    pubsub = root / "platform/pubsub-emulator/bin/cloud-pubsub-emulator"
+    firestore_jar = root / "platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"
+    if not pubsub.exists():
+        raise ConfigError(
+            f"the Pub/Sub emulator is missing ({pubsub}). Install `google-cloud-cli-pubsub-emulator` "
+            "(apt) or run `gcloud components install pubsub-emulator`."
+        )
+    if not firestore_jar.exists():
+        raise ConfigError(
+            f"the Firestore emulator is missing ({firestore_jar}). Install `google-cloud-cli-firestore-emulator` "
+            "(apt) or run `gcloud components install cloud-firestore-emulator`."
+        )
+    java = shutil.which("java")
+    if not java:
+        raise ConfigError("Java 11+ is needed by the Google emulators: install e.g. `openjdk-17-jre-headless`.")
+    return {
+        "pubsub": [str(pubsub), f"--host={host}", f"--port={ports['pubsub']}"],
+        "firestore": [
+            java,
+            "-cp",
+            str(firestore_jar),
+            "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
+            "start",
+            f"--host={host}",
+            f"--port={ports['firestore']}",
+        ],
+    }
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(
+    check: Callable[[], bool],
+    what: str,
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Poll ``check`` (bounded) until true.
+
+    Raises:
+        ConfigError: ``proc`` exited, or ``timeout`` passed; the message carries the log's tail.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ConfigError(f"{what} exited with code {proc.returncode} while starting{_tail(log)}")
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.1)
+    raise ConfigError(f"{what} did not become ready within {timeout:.0f} s{_tail(log)}")
+
+
+def _tail(log: Path | None, lines: int = 15) -> str:
+    if log is None or not log.exists():
+        return ""
+    text = log.read_text(errors="replace").splitlines()[-lines:]
+    return f"; last lines of {log}:\n" + "\n".join(text)
+
+
+def http_ready(url: str) -> Callable[[], bool]:
+    return lambda: httpx.get(url, timeout=1.0).status_code < 500
+
+
+def grpc_ready(port: int, host: str = "127.0.0.1") -> Callable[[], bool]:
+    """Ready once a gRPC server answers a call, with anything (an unknown method answers UNIMPLEMENTED).
+
+    An open port is not enough: a listening socket accepts connections before the server serves, and a
+    bench run once saw the first ``create_queue`` wait out its whole 20 s deadline after ``tcp_ready``.
+    """
+
+    def check() -> bool:
+        import grpc
+
+        with grpc.insecure_channel(f"{host}:{port}") as channel:
+            try:
+                channel.unary_unary("/tributary.devstack.Readiness/Ping")(b"", timeout=1.0)
+            except grpc.RpcError as exc:
+                return bool(exc.code() == grpc.StatusCode.UNIMPLEMENTED)
+        return True
+
+    return check
+
+
+def tcp_ready(port: int, host: str = "127.0.0.1") -> Callable[[], bool]:
+    def check() -> bool:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+
+    return check
+
+
+@dataclass
+class StackConfig:
+    """What ``tributary dev up`` starts, and where it keeps its state."""
+
+    state_dir: Path = Path(".tributary/dev")
+    project: str = "tributary-local"
+    host: str = "127.0.0.1"
+    ports: dict[str, int] = field(default_factory=dict)
+    #: Serve these recorded responses and point every source's base URL at them.
+    replay_dir: Path | None = None
+    #: Also run the Cloud Scheduler emulator and sync the schedules into it.
+    scheduler: bool = True
+    #: Extra environment for the functions (e.g. fault injection in tests).
+    env: dict[str, str] = field(default_factory=dict)
+    #: Pick free ports instead of the defaults (tests).
+    auto_ports: bool = False
+    #: TRIBUTARY_AUTH ("on" | "off") per function; see LOCAL_AUTH.
+    auth: dict[str, str] = field(default_factory=lambda: dict(LOCAL_AUTH))
+    #: Extra command-line flags per component, e.g. ``{"tasks": ["--duplicate-deliveries", "3"]}``.
+    extra_args: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class StackState:
+    """What ``up`` recorded: the endpoints, and each child's pid (= process group id)."""
+
+    project: str
+    endpoints: dict[str, str]
+    env: dict[str, str]
+    pids: dict[str, int]
+    state_dir: str
+    started_at: float
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, state_dir: Path) -> StackState | None:
+        file = state_dir / "stack.json"
+        if not file.exists():
+            return None
+        return cls(**json.loads(file.read_text()))
+
+
+class Stack:
+    """Start, describe and stop the local stack."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.state_dir = config.state_dir.resolve()
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._commands: dict[str, tuple[list[str], dict[str, str]]] = {}
+        self.ports: dict[str, int] = {}
+        self.env: dict[str, str] = {}
+
+    # ---- start -------------------------------------------------------------------------------
+    def _choose_ports(self) -> None:
+        wanted = {**DEFAULT_PORTS, **self.config.ports}
+        for name, port in wanted.items():
+            if self.config.auto_ports and name not in self.config.ports:
+                port = free_port(self.config.host)
+            elif not port_free(port, self.config.host):
+                if name in self.config.ports:
+                    raise ConfigError(f"port {port} for {name} is in use; choose another or stop what uses it")
+                port = free_port(self.config.host)
+            self.ports[name] = port
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        self._commands[name] = (list(argv), dict(env or {}))  # for restart()
+        argv = [*argv, *self.config.extra_args.get(name, [])]
+        logs = self.state_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = (logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            cwd=self.state_dir,
+            start_new_session=True,  # own process group: stop() kills the whole tree
+        )
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def _log(self, name: str) -> Path:
+        return self.state_dir / "logs" / f"{name}.log"
+
+    def start_google_emulators(self) -> dict[str, str]:
+        """Start Google's Pub/Sub and Firestore emulators and wait until both answer; returns their hosts.
+
+        Raises:
+            ConfigError: an emulator is missing or did not start.
+        """
+        if not self.ports:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self._choose_ports()
+        host, p = self.config.host, self.ports
+        commands = emulator_commands(host, p)
+        emu_env = {"CLOUDSDK_CORE_CHECK_GCE_METADATA": "false", "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
+        for name in ("pubsub", "firestore"):
+            self._spawn(name, commands[name], emu_env)
+        for name in ("pubsub", "firestore"):
+            self._wait(name, http_ready(f"http://{host}:{p[name]}/"), f"the {name} emulator")
+        return {"PUBSUB_EMULATOR_HOST": f"{host}:{p['pubsub']}", "FIRESTORE_EMULATOR_HOST": f"{host}:{p['firestore']}"}
+
+    def _wait(self, name: str, check: Callable[[], bool], what: str) -> None:
+        wait_until(check, what, STARTUP_TIMEOUT, self.procs[name], self._log(name))
+
+    def _python(self, name: str, module: str, *args: str, env: dict[str, str] | None = None) -> None:
+        self._spawn(name, [sys.executable, "-m", module, *args], env)
+
+    def up(self, *, progress: Callable[[str], None] = lambda _: None) -> StackState:
+        """Start everything, wire it together, and return once every part answers.
+
+        Raises:
+            ConfigError: something is missing or did not start (the stack is stopped again).
+        """
+        if (existing := StackState.load(self.state_dir)) and any(_alive(pid) for pid in existing.pids.values()):
+            raise ConfigError(f"a stack is already running from {self.state_dir}; `tributary dev down` first")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._choose_ports()
+        host, p = self.config.host, self.ports
+        key = str(self.state_dir / "oidc-key.pem")
+        from common.local.emulators.oidc import LocalSigner
+
+        LocalSigner(key)  # create the shared key once, before any child loads it
+        try:
+            progress("starting the Pub/Sub and Firestore emulators")
+            self.start_google_emulators()
+            progress("starting the Cloud Tasks emulator")
+            self._python(
+                "tasks",
+                "common.local.emulators.tasks",
+                "--host",
+                host,
+                "--port",
+                str(p["tasks"]),
+                "--oidc-key-file",
+                key,
+            )
+            if self.config.replay_dir is not None:
+                self._python(
+                    "replay",
+                    "common.local.recorded",
+                    "--root",
+                    str(self.config.replay_dir.resolve()),
+                    "--port",
+                    str(p["replay"]),
+                )
+            self._python(
+                "certs",
+                "common.local.emulators.certs",
+                "--host",
+                host,
+                "--port",
+                str(p["certs"]),
+                "--oidc-key-file",
+                key,
+            )
+            self.env = self._function_env(Path(key))
+            self._wait("tasks", grpc_ready(p["tasks"]), "the Tasks emulator")
+            self._wait("certs", tcp_ready(p["certs"]), "the OIDC certs server")
+            if self.config.scheduler:
+                progress("starting the Cloud Scheduler emulator")
+                self._python(
+                    "scheduler",
+                    "common.local.emulators.scheduler",
+                    "--host",
+                    host,
+                    "--port",
+                    str(p["scheduler"]),
+                    "--admin-port",
+                    str(p["scheduler_admin"]),
+                    "--oidc-key-file",
+                    key,
+                )
+                self._wait("scheduler", grpc_ready(p["scheduler"]), "the Scheduler emulator")
+            progress("starting the functions (api, ingest, status)")
+            ff = str(Path(sys.executable).parent / "functions-framework")
+            for name, signature in (("api", "http"), ("ingest", "http"), ("status", "cloudevent")):
+                argv = [
+                    ff,
+                    "--source",
+                    str(FUNCTIONS_DIR / f"{name}.py"),
+                    "--target",
+                    name,
+                    "--signature-type",
+                    signature,
+                    "--host",
+                    host,
+                    "--port",
+                    str(p[name]),
+                ]
+                self._spawn(name, argv, {**self.env, "TRIBUTARY_AUTH": self.config.auth.get(name, "on")})
+            progress("creating the topic, the push subscription and the queues")
+            self._provision()
+            for name in ("ingest", "status"):
+                self._wait(name, tcp_ready(p[name]), f"the {name} function")
+            self._wait("api", http_ready(f"http://{host}:{p['api']}/healthz"), "the api function")
+            if self.config.replay_dir is not None:
+                self._wait("replay", tcp_ready(p["replay"]), "the replay server")
+            if self.config.scheduler:
+                progress("syncing the schedules into the Scheduler emulator")
+                self._sync_schedules()
+        except BaseException:
+            self._stop_procs()
+            raise
+        state = StackState(
+            project=self.config.project,
+            endpoints=self.endpoints(),
+            env=self.env,
+            pids={name: proc.pid for name, proc in self.procs.items()},
+            state_dir=str(self.state_dir),
+            started_at=time.time(),
+        )
+        state.save(self.state_dir / "stack.json")
+        return state
+
+    def endpoints(self) -> dict[str, str]:
+        host, p = self.config.host, self.ports
+        out = {
+            "api_url": f"http://{host}:{p['api']}",
+            "ingest_url": f"http://{host}:{p['ingest']}",
+            "status_url": f"http://{host}:{p['status']}",
+            "pubsub_emulator_host": f"{host}:{p['pubsub']}",
+            "firestore_emulator_host": f"{host}:{p['firestore']}",
+            "tasks_emulator_host": f"{host}:{p['tasks']}",
+            "oidc_certs_url": f"http://{host}:{p['certs']}/oauth2/v3/certs",
+            "output_uri": self.env.get("TRIBUTARY_OUTPUT_URI", ""),
+        }
+        if self.config.scheduler:
+            out["scheduler_emulator_host"] = f"{host}:{p['scheduler']}"
+            out["scheduler_admin_url"] = f"http://{host}:{p['scheduler_admin']}"
+        if self.config.replay_dir is not None:
+            out["replay_url"] = f"http://{host}:{p['replay']}"
+        return out
+
+    def _function_env(self, key_file: Path) -> dict[str, str]:
+        from common.sources import all_sources
+
+        host, p = self.config.host, self.ports
+        env = {
+            "TRIBUTARY_PROJECT": self.config.project,
+            "GOOGLE_CLOUD_PROJECT": self.config.project,
+            "PUBSUB_EMULATOR_HOST": f"{host}:{p['pubsub']}",
+            "FIRESTORE_EMULATOR_HOST": f"{host}:{p['firestore']}",
+            "CLOUD_TASKS_EMULATOR_HOST": f"{host}:{p['tasks']}",
+            "TRIBUTARY_INGEST_URL": f"http://{host}:{p['ingest']}/{{source}}",
+            "TRIBUTARY_OUTPUT_URI": (self.state_dir / "data").as_uri(),
+            "TRIBUTARY_OIDC_KEY_FILE": str(key_file),
+            # Tasks and schedules carry ID tokens of this account, verified against the stack's certs server.
+            "TRIBUTARY_INVOKER_SERVICE_ACCOUNT": f"tributary-invoker@{self.config.project}.iam.gserviceaccount.com",
+            "TRIBUTARY_OIDC_CERTS_URL": f"http://{host}:{p['certs']}/oauth2/v3/certs",
+            "TRIBUTARY_API_URL": f"http://{host}:{p['api']}",
+            "TRIBUTARY_NO_SECRET_MANAGER": "1",
+        }
+        if self.config.scheduler:
+            env["CLOUD_SCHEDULER_EMULATOR_HOST"] = f"{host}:{p['scheduler']}"
+        if self.config.replay_dir is not None:
+            from common.gcp.secrets import env_name
+
+            for s in all_sources():
+                env[f"TRIBUTARY_{s.name.upper()}_BASE_URL"] = f"http://{host}:{p['replay']}/{s.name}"
+                for secret in s.secrets:  # recorded upstreams accept any key; never forward a real one
+                    env.setdefault(env_name(secret), "replay-placeholder")
+        env.update(self.config.env)
+        return env
+
+    def _provision(self) -> None:
+        """Topic, dead-letter topic, push subscription to the status function, one queue per source."""
+        with client_env(self.env):
+            from google.api_core.exceptions import AlreadyExists
+
+            from common.gcp import clients
+            from common.gcp.tasks import ensure_queue
+            from common.ops.deploy_plan import SUBSCRIPTION
+            from common.sources import all_sources
+
+            project, host = self.config.project, self.config.host
+            topic = f"projects/{project}/topics/ingest-events"
+            dead = f"projects/{project}/topics/ingest-events-dead"
+            pub, sub = clients.publisher(), clients.subscriber()
+            for t in (topic, dead):
+                with contextlib.suppress(AlreadyExists):
+                    pub.create_topic(name=t)
+            push = f"http://{host}:{self.ports['status']}/{topic}"
+            for name, request in (
+                (SUBSCRIPTION, status_push_subscription(topic, push)),
+                ("ingest-events-dead-pull", {"topic": dead}),
+            ):
+                with contextlib.suppress(AlreadyExists):
+                    sub.create_subscription(request={"name": f"projects/{project}/subscriptions/{name}", **request})
+            for source in all_sources():
+                ensure_queue(source)
+
+    def _sync_schedules(self) -> None:
+        with client_env({**self.env, "TRIBUTARY_API_URL": self.endpoints()["api_url"]}):
+            from scheduler.sync import sync_schedules
+
+            sync_schedules(api_url=self.endpoints()["api_url"])
+
+    # ---- one component (fault injection: kill an instance, restart an emulator) ----------------
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to one component's process group and reap it (SIGKILL: no chance to clean up)."""
+        proc = self.procs[name]
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def start_again(self, name: str, extra_args: list[str] | None = None) -> None:
+        """Start a stopped component again, same command and port (plus ``extra_args``), and wait until it
+        answers. An emulator that keeps state in memory comes back empty: the topic, subscriptions and
+        queues are provisioned again (Firestore documents are not: they are lost).
+
+        Raises:
+            ConfigError: it did not come back within the startup timeout.
+        """
+        argv, env = self._commands[name]
+        self._spawn(name, [*argv, *(extra_args or [])], env)
+        self._commands[name] = (argv, env)  # extra_args are for this run only
+        host, port = self.config.host, self.ports[name]
+        if name in ("pubsub", "firestore"):
+            check = http_ready(f"http://{host}:{port}/")
+        elif name == "api":
+            check = http_ready(f"http://{host}:{port}/healthz")
+        else:
+            check = tcp_ready(port, host)
+        self._wait(name, check, f"the {name} component")
+        if name in ("pubsub", "tasks"):
+            self._provision()
+        if name == "scheduler":
+            self._sync_schedules()
+        if (state := StackState.load(self.state_dir)) is not None:
+            state.pids = {n: p.pid for n, p in self.procs.items()}
+            state.save(self.state_dir / "stack.json")
+
+    def restart(self, name: str, *, sig: int = signal.SIGTERM, extra_args: list[str] | None = None) -> None:
+        """:meth:`kill` one component with ``sig``, then :meth:`start_again` it."""
+        self.kill(name, sig)
+        self.start_again(name, extra_args)
+
+    # ---- stop --------------------------------------------------------------------------------
+    def _stop_procs(self) -> None:
+        stop_groups({name: proc.pid for name, proc in self.procs.items()})
+        for proc in self.procs.values():
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=1)
+        self.procs.clear()
+
+    def down(self) -> None:
+        self._stop_procs()
+        down(self.state_dir)
+
+
+def status_push_subscription(topic: str, push_endpoint: str) -> dict[str, Any]:
+    """The local ``status-push`` subscription (a ``create_subscription`` request, without its name).
+
+    As ``deploy.sh`` creates it, with message ordering (one job's events are pushed one after another,
+    common/gcp/pubsub.py), but without a dead_letter_policy: the Pub/Sub emulator never pushes to a
+    subscription that has one (docs/google-quirks.md).
+    """
+    from common.ops.deploy_plan import ACK_DEADLINE, MESSAGE_ORDERING
+
+    return {
+        "topic": topic,
+        "push_config": {"push_endpoint": push_endpoint},
+        "ack_deadline_seconds": ACK_DEADLINE,
+        "enable_message_ordering": MESSAGE_ORDERING,
+    }
+
+
+def _alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):  # reap our own exited child: a zombie leader keeps the group
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        os.killpg(pid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def stop_groups(pids: dict[str, int], timeout: float = 10.0) -> list[str]:
+    """SIGTERM each process group, then SIGKILL what is left after ``timeout``; returns the names stopped."""
+    stopped = []
+    for name, pid in pids.items():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+            stopped.append(name)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids.values()):
+        time.sleep(0.1)
+    for pid in pids.values():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    return stopped
+
+
+def down(state_dir: Path) -> list[str]:
+    """Stop the stack recorded in ``state_dir``; returns the names of what was running."""
+    state = StackState.load(state_dir.resolve())
+    if state is None:
+        return []
+    stopped = stop_groups(state.pids)
+    (state_dir.resolve() / "stack.json").unlink(missing_ok=True)
+    return stopped
+
+
+@contextlib.contextmanager
+def client_env(env: dict[str, str]) -> Any:
+    """Point this process's settings and cached clients at the stack in ``env`` for a block."""
+    from common.gcp.clients import reset_clients
+    from common.settings import reset_settings
+
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    reset_settings()
+    reset_clients()
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        reset_settings()
+        reset_clients()

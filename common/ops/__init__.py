@@ -1,0 +1,1 @@
+"""Operating Tributary: the CLI, dead letters, the deploy plan and staging."""

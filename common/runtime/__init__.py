@@ -1,0 +1,1 @@
+"""What the three functions run: the api, ingest and its outcomes, status, authentication."""

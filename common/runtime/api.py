@@ -1,0 +1,440 @@
+"""The public HTTP API: submit and poll jobs, list sources.
+
+Every bad request answers 4xx with ``{"error": {"code", "message", "field"}}`` and creates nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+
+from common.core.errors import BadParams
+from common.core.jobs import Job, JobStatus, job_id_for
+
+log = logging.getLogger("tributary.api")
+
+MAX_BODY = 64 * 1024
+MAX_LIMIT = 500
+
+
+class ApiError(Exception):
+    """An answer other than success: status, machine code, readable message, the field at fault."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+    def body(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field:
+            err["field"] = self.field
+        return {"error": err}
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(min_length=1, max_length=64)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+M = TypeVar("M", bound=BaseModel)
+Response = tuple[dict[str, Any] | list[Any], int, dict[str, str]]
+
+ROUTES = Map(
+    [
+        Rule("/v1/jobs", methods=["POST"], endpoint="submit_job"),
+        Rule("/v1/jobs", methods=["GET"], endpoint="list_jobs"),
+        Rule("/v1/jobs/<job_id>", methods=["GET"], endpoint="get_job"),
+        Rule("/v1/sources", methods=["GET"], endpoint="list_sources"),
+        Rule("/v1/backfills", methods=["POST"], endpoint="submit_backfill"),
+        Rule("/v1/reaper:run", methods=["POST"], endpoint="run_reaper"),
+        Rule("/v1/backfills/<batch_id>", methods=["GET"], endpoint="get_backfill"),
+        # The n8n contract from the Celery migration plan: aliases over the same machinery.
+        Rule("/api/v1/ingest/run-daily", methods=["POST"], endpoint="run_daily"),
+        Rule("/api/v1/ingest/jobs/<job_id>", methods=["GET"], endpoint="get_any"),
+        Rule("/healthz", methods=["GET"], endpoint="health"),
+        Rule("/v1/openapi.json", methods=["GET"], endpoint="openapi"),
+    ],
+    strict_slashes=False,
+)
+
+
+def handle(method: str, path: str, *, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
+    """Route one request. Answers (json, status, headers); never raises."""
+    try:
+        endpoint, args = ROUTES.bind("api").match(path, method=method)
+        handler: Any = HANDLERS[endpoint]
+        return handler(query=query, headers=headers, body=body, **args)
+    except ApiError as exc:
+        return exc.body(), exc.status, {}
+    except MethodNotAllowed as exc:
+        return (
+            ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}").body(),
+            405,
+            {"Allow": ", ".join(exc.valid_methods or [])},
+        )
+    except NotFound:
+        return ApiError(404, "not_found", f"no route {method} {path}").body(), 404, {}
+    except HTTPException as exc:
+        code = exc.code or 400
+        return ApiError(code, "bad_request", exc.description or "bad request").body(), code, {}
+    except Exception as exc:
+        if (unavailable := _google_unavailable(exc)) is None:
+            raise
+        log.warning("%s %s: %s", method, path, unavailable.message)
+        return unavailable.body(), unavailable.status, {"Retry-After": "10"}
+
+
+def _google_unavailable(exc: Exception) -> ApiError | None:
+    """A Google service that did not answer in time (Firestore down, a call past its deadline): a 503 the
+    caller can retry, instead of a 500 page. Other errors are bugs and propagate."""
+    if not type(exc).__module__.startswith("google."):
+        return None
+    from google.api_core import exceptions as gexc
+
+    if not isinstance(exc, gexc.RetryError | gexc.ServiceUnavailable | gexc.DeadlineExceeded):
+        return None
+    cause = getattr(exc, "cause", None) or exc
+    message = f"a Google Cloud service is unavailable or did not answer in time: {cause}"
+    return ApiError(503, "backend_unavailable", message)
+
+
+def _json_body(body: bytes, headers: dict[str, str]) -> Any:
+    import orjson
+
+    if len(body) > MAX_BODY:
+        raise ApiError(413, "body_too_large", f"request body is {len(body):,} bytes; the limit is {MAX_BODY:,}")
+    ctype = headers.get("content-type", "application/json")
+    if "json" not in ctype:
+        raise ApiError(415, "unsupported_media_type", f"Content-Type must be application/json, not {ctype!r}")
+    if not body.strip():
+        raise ApiError(400, "invalid_json", "request body is empty; expected a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from exc
+
+
+def _request(model: type[M], body: bytes, headers: dict[str, str], *, optional: bool = False) -> M:
+    """The request body as ``model``: a JSON object, validated.
+
+    Raises:
+        ApiError: 4xx naming what is wrong (the field, for a validation error).
+    """
+    data = _json_body(body, headers) if body.strip() or not optional else {}
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_request", "request body must be a JSON object", field="body")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _validation(exc) from None
+
+
+def _validation(exc: ValidationError) -> ApiError:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "body"
+    return ApiError(400, "invalid_request", f"{where}: {err['msg']}", field=where)
+
+
+def _source(name: str, field: str = "source") -> Any:
+    from common.sources import get_source
+
+    try:
+        return get_source(name)
+    except KeyError as exc:
+        raise ApiError(400, "unknown_source", str(exc.args[0]), field=field) from None
+
+
+def submit(
+    source_name: str,
+    raw_params: dict[str, Any],
+    *,
+    idempotency_key: str | None = None,
+    trigger: str = "api",
+    batch_id: str | None = None,
+    now: datetime | None = None,
+) -> tuple[Job, bool]:
+    """Create (or find) the job for these params, write it ``queued``, then enqueue its task.
+
+    The job is written before the task, so a GET straight after finds it; a job found ``queued``
+    is enqueued again (the task name makes that a no-op when the first enqueue went through).
+
+    Raises:
+        ApiError: unknown source or invalid params (400), or Cloud Tasks refused the task (503).
+    """
+    from common.gcp.firestore import create_job
+    from common.gcp.tasks import TaskPayload, enqueue
+
+    source = _source(source_name)
+    try:
+        params = source.validate_params(raw_params)
+    except BadParams as exc:
+        raise ApiError(400, "invalid_params", exc.message, field=exc.field) from None
+    now = now or datetime.now(UTC)
+    job_id = job_id_for(source.name, source.dedup_params(params, now), idempotency_key)
+    stored_params = params.model_dump(mode="json", exclude_none=True)
+    job, created = create_job(
+        Job(job_id=job_id, source=source.name, params=stored_params, trigger=trigger, batch_id=batch_id)
+    )
+    if job.status is JobStatus.queued:
+        try:
+            enqueue(TaskPayload(job_id=job_id, source=source.name, params=job.params), source)
+        except Exception as exc:  # the job stays queued; a retried POST enqueues it again
+            log.exception("enqueue of %s failed", job_id)
+            raise ApiError(
+                503,
+                "queue_unavailable",
+                f"job {job_id} is saved but could not be queued yet: {exc}; submit it again to retry",
+            ) from exc
+    return job, created
+
+
+def submit_job(*, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
+    req = _request(JobRequest, body, headers)
+    key = headers.get("idempotency-key")
+    if key is not None and not (1 <= len(key) <= 255):
+        raise ApiError(400, "invalid_header", "Idempotency-Key must be 1 to 255 characters", field="Idempotency-Key")
+    job, created = submit(req.source, req.params, idempotency_key=key)
+    extra = {"Location": f"/v1/jobs/{job.job_id}"}
+    if not created:
+        extra["Idempotent-Replayed"] = "true"
+    return job.public(), 202, extra
+
+
+def get_job(*, job_id: str, **_: Any) -> Response:
+    from common.gcp.firestore import get_job as load
+
+    job = load(job_id)
+    if job is None:
+        raise ApiError(404, "job_not_found", f"no job {job_id!r}", field="job_id")
+    return job.public(), 200, {}
+
+
+def list_jobs(*, query: dict[str, str], **_: Any) -> Response:
+    from common.gcp.firestore import list_jobs as load
+
+    unknown = set(query) - {"source", "status", "limit", "batch_id"}
+    if unknown:
+        name = sorted(unknown)[0]
+        raise ApiError(400, "unknown_parameter", f"unknown query parameter {name!r}", field=name)
+    source = query.get("source")
+    if source is not None:
+        _source(source)
+    status = query.get("status")
+    if status is not None and status not in JobStatus.__members__:
+        raise ApiError(400, "invalid_status", f"status must be one of {', '.join(JobStatus)}", field="status")
+    raw_limit = query.get("limit", "50")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise ApiError(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_LIMIT}", field="limit")
+    jobs = load(source=source, status=status, batch_id=query.get("batch_id"), limit=int(raw_limit))
+    return {"jobs": [j.public() for j in jobs]}, 200, {}
+
+
+def describe_sources() -> list[dict[str, Any]]:
+    """Every source with its schedule, queue, params schema and recorded state."""
+    from dataclasses import asdict
+
+    from common.gcp.firestore import source_states
+    from common.sources import all_sources
+
+    states = source_states([s.name for s in all_sources()])
+    out = []
+    for s in all_sources():
+        state = states.get(s.name, {})
+        out.append(
+            {
+                "name": s.name,
+                "description": s.description,
+                "schedule": asdict(s.schedule),
+                "queue": asdict(s.queue),
+                "secrets": list(s.secrets),
+                "streams": sorted(s.schemas),
+                "params_schema": s.params_model.model_json_schema(),
+                "last_status": state.get("last_status"),
+                "last_success_at": state.get("last_success_at"),
+                "last_job_id": state.get("last_job_id"),
+                "watermark": state.get("watermark"),
+            }
+        )
+    return out
+
+
+def list_sources(**_: Any) -> Response:
+    return {"sources": describe_sources()}, 200, {}
+
+
+def health(**_: Any) -> Response:
+    return {"ok": True}, 200, {}
+
+
+class BackfillRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(min_length=1, max_length=64)
+    start: str = Field(description="ISO date (whole day) or datetime, UTC")
+    end: str = Field(description="ISO date (included) or datetime (excluded), UTC")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunDailyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    date: str | None = Field(None, description="the day, YYYY-MM-DD (default: today, UTC)")
+    sources: list[str] | None = None
+
+
+def submit_backfill(*, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
+    from common.core.errors import IngestError, TransientError
+    from common.runtime import batches
+
+    req = _request(BackfillRequest, body, headers)
+    source = _source(req.source)
+    bounds = {}
+    for name in ("start", "end"):
+        try:
+            bounds[name] = batches.parse_bound(getattr(req, name), end=name == "end")
+        except ValueError:
+            raise ApiError(400, "invalid_range", f"{name} must be an ISO date or datetime", field=name) from None
+    if bounds["end"] <= bounds["start"]:
+        raise ApiError(400, "invalid_range", "end must be after start", field="end")
+    basis = {
+        "source": source.name,
+        "start": bounds["start"].isoformat(),
+        "end": bounds["end"].isoformat(),
+        "params": req.params,
+    }
+    batch = batches.Batch(
+        batch_id=batches.batch_id_for("backfill", basis),
+        kind="backfill",
+        source=source.name,
+        start=basis["start"],
+        end=basis["end"],
+        params=req.params,
+    )
+    try:
+        children = batches.plan_backfill(source, bounds["start"], bounds["end"], req.params)
+    except BadParams as exc:
+        raise ApiError(400, "invalid_params", exc.message, field=exc.field) from None
+    except TransientError as exc:
+        raise ApiError(503, "upstream_unavailable", f"planning the backfill failed: {exc.message}") from None
+    except IngestError as exc:
+        raise ApiError(502, "upstream_error", f"planning the backfill failed: {exc.message}") from None
+    if not children:
+        raise ApiError(
+            400, "empty_range", f"{source.name} published nothing between {req.start} and {req.end}", field="start"
+        )
+    if len(children) > batches.MAX_CHILDREN:
+        raise ApiError(
+            400,
+            "range_too_large",
+            f"the range makes {len(children):,} jobs; the limit is {batches.MAX_CHILDREN:,}: split it",
+            field="end",
+        )
+    try:
+        batches.create_children(batch, source, children, trigger="backfill")
+    except BadParams as exc:
+        raise ApiError(400, "invalid_params", exc.message, field=exc.field) from None
+    stored = batches.save(batch)
+    return batches.describe(stored), 202, {"Location": f"/v1/backfills/{stored.batch_id}"}
+
+
+def get_backfill(*, batch_id: str, **_: Any) -> Response:
+    from common.runtime import batches
+
+    batch = batches.load(batch_id)
+    if batch is None:
+        raise ApiError(404, "batch_not_found", f"no backfill {batch_id!r}", field="batch_id")
+    return batches.describe(batch), 200, {}
+
+
+def due_on(source: Any, day: date) -> bool:
+    """Whether the source's cron fires at least once on ``day`` in its own time zone."""
+    from zoneinfo import ZoneInfo
+
+    from croniter import croniter
+
+    zone = ZoneInfo(source.schedule.time_zone)
+    start = datetime.combine(day, datetime.min.time(), tzinfo=zone)
+    first = croniter(source.schedule.cron, start - timedelta(seconds=1)).get_next(datetime)
+    return bool(first < start + timedelta(days=1))
+
+
+def run_daily(*, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
+    """Enqueue every source due on the day; the answer's ``job_id`` is the batch's, for polling."""
+    from common.runtime import batches
+    from common.sources import all_sources
+
+    req = _request(RunDailyRequest, body, headers, optional=True)
+    try:
+        day = date.fromisoformat(req.date) if req.date else datetime.now(UTC).date()
+    except ValueError:
+        raise ApiError(400, "invalid_date", "date must be YYYY-MM-DD", field="date") from None
+    chosen = [_source(n, field="sources") for n in req.sources] if req.sources else list(all_sources())
+    due = [s for s in chosen if due_on(s, day)]
+    batch_id = f"run-daily-{day.strftime('%Y%m%d')}" + (
+        f"-{batches.batch_id_for('s', req.sources)}" if req.sources else ""
+    )
+    batch = batches.Batch(batch_id=batch_id, kind="run-daily", start=day.isoformat(), end=day.isoformat())
+    jobs = []
+    for source in due:
+        job, new = submit(
+            source.name,
+            dict(source.daily_params),
+            idempotency_key=f"{batch_id}-{source.name}",
+            trigger="run-daily",
+            batch_id=batch_id,
+        )
+        jobs.append(job)
+        batch.created += int(new)
+    batch.total = len(jobs)
+    batch.reused_ids = [j.job_id for j in jobs if j.batch_id != batch_id]
+    batch.reused = len(batch.reused_ids)
+    stored = batches.save(batch)
+    body_out = {**batches.describe(stored), "job_id": stored.batch_id, "jobs": [j.job_id for j in jobs]}
+    return body_out, 202, {"Location": f"/api/v1/ingest/jobs/{stored.batch_id}"}
+
+
+def get_any(*, job_id: str, **kwargs: Any) -> Response:
+    """A batch (run-daily, backfill) or a single job, by id: the n8n polling alias."""
+    from common.gcp.firestore import list_jobs as load_jobs
+    from common.runtime import batches
+
+    batch = batches.load(job_id)
+    if batch is None:
+        return get_job(job_id=job_id, **kwargs)
+    out = batches.describe(batch)
+    out["job_id"] = batch.batch_id
+    out["jobs"] = [j.public() for j in load_jobs(batch_id=batch.batch_id, limit=MAX_LIMIT)]
+    return out, 200, {}
+
+
+def run_reaper(*, query: dict[str, str], **_: Any) -> Response:
+    """Fail stuck jobs and re-enqueue stale queued ones (the ``tributary-reaper`` schedule calls this)."""
+    from common.runtime.reaper import reap
+
+    done = reap(dry_run=query.get("dry_run") in ("1", "true"))
+    return {"reaped": [r.__dict__ for r in done]}, 200, {}
+
+
+def openapi(**_: Any) -> Response:
+    from common.runtime.openapi import document
+
+    return document(), 200, {}
+
+
+HANDLERS = {
+    "openapi": openapi,
+    "run_reaper": run_reaper,
+    "submit_backfill": submit_backfill,
+    "get_backfill": get_backfill,
+    "run_daily": run_daily,
+    "get_any": get_any,
+    "submit_job": submit_job,
+    "list_jobs": list_jobs,
+    "get_job": get_job,
+    "list_sources": list_sources,
+    "health": health,
+}

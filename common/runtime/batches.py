@@ -1,0 +1,201 @@
+"""Batches: the jobs made by one trigger (a backfill range, run-daily), with progress counted, not stored.
+
+A batch document (``batches/{batch_id}``) records what was asked and how many jobs it planned. Its
+progress is four aggregation queries over ``jobs`` (``batch_id == id and status == s``), so no
+document is written as children finish: nothing is hot, whatever the batch's size.
+
+Child jobs have the ids a single submission of the same params would have, so re-submitting a range,
+or overlapping ranges, never duplicates work: an existing job is reused, not re-run. A job belongs to
+the batch that created it; a batch reports the jobs it reused separately (``reused``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from common.core.jobs import Job, JobStatus, canonical_json, is_valid_id, job_id_for
+from common.sources.base import Source
+
+log = logging.getLogger("tributary.batches")
+
+BATCHES = "batches"
+#: Firestore round trips in flight while creating a batch's jobs.
+CREATE_CONCURRENCY = 32
+MAX_CHILDREN = 50_000
+
+
+class Batch(BaseModel):
+    batch_id: str
+    kind: str
+    source: str | None = None
+    start: str | None = None
+    end: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    total: int = 0
+    created: int = 0
+    reused: int = 0
+    job_ids: list[str] = Field(default_factory=list, exclude=True)
+    #: Jobs this batch found already made by another trigger: counted with the batch, never re-run.
+    reused_ids: list[str] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+def parse_bound(value: str, *, end: bool) -> datetime:
+    """A range bound: an ISO date (whole days; an ``end`` date is included) or an ISO datetime (UTC if naive).
+
+    Raises:
+        ValueError: not an ISO date or datetime.
+    """
+    if len(value) == 10:
+        day = date.fromisoformat(value)
+        moment = datetime.combine(day + timedelta(days=1) if end else day, time(), tzinfo=UTC)
+        return moment
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def batch_id_for(kind: str, basis: Any) -> str:
+    return f"{kind}-{hashlib.sha256(canonical_json(basis)).hexdigest()[:20]}"
+
+
+def create_children(batch: Batch, source: Source, children: list[dict[str, Any]], *, trigger: str) -> Batch:
+    """Create every child job (concurrently) and enqueue those still queued (concurrently).
+
+    Raises:
+        common.core.errors.BadParams: a planned child's params are invalid (nothing is created).
+    """
+    from common.gcp.firestore import create_job
+    from common.gcp.tasks import TaskPayload, enqueue_many
+
+    now = datetime.now(UTC)
+    jobs = []
+    for raw in children:
+        params = source.validate_params(raw)
+        job_id = job_id_for(source.name, source.dedup_params(params, now))
+        stored = params.model_dump(mode="json", exclude_none=True)
+        jobs.append(Job(job_id=job_id, source=source.name, params=stored, trigger=trigger, batch_id=batch.batch_id))
+    unique = list({j.job_id: j for j in jobs}.values())
+    with ThreadPoolExecutor(max_workers=CREATE_CONCURRENCY, thread_name_prefix="create-job") as pool:
+        results = list(pool.map(create_job, unique))
+    batch.total = len(unique)
+    batch.created = sum(1 for _, new in results if new)
+    batch.reused_ids = [job.job_id for job, new in results if not new and job.batch_id != batch.batch_id]
+    batch.reused = len(batch.reused_ids)
+    batch.job_ids = [job.job_id for job, _ in results]
+    queued = [
+        TaskPayload(job_id=j.job_id, source=j.source, params=j.params)
+        for j, _ in results
+        if j.status is JobStatus.queued
+    ]
+    created, duplicates = enqueue_many(queued, source)
+    log.info(
+        "batch %s: %d jobs (%d new, %d reused); %d tasks enqueued, %d already queued",
+        batch.batch_id,
+        batch.total,
+        batch.created,
+        batch.reused,
+        created,
+        duplicates,
+    )
+    return batch
+
+
+def save(batch: Batch) -> Batch:
+    """Write the batch document unless it exists; returns the stored batch."""
+    from google.api_core.exceptions import AlreadyExists, Conflict
+
+    from common.gcp.clients import bounded_call, firestore
+
+    ref = firestore().collection(BATCHES).document(batch.batch_id)
+    try:
+        ref.create(batch.model_dump(mode="json"), **bounded_call())
+        return batch
+    except (AlreadyExists, Conflict):
+        stored = Batch.model_validate(ref.get(**bounded_call()).to_dict())
+        if batch.total > stored.total:  # a resubmission that planned more (e.g. new slots published since)
+            ref.set(batch.model_dump(mode="json"), **bounded_call())
+            return batch
+        return stored
+
+
+def load(batch_id: str) -> Batch | None:
+    from common.gcp.clients import bounded_call, firestore
+
+    if not is_valid_id(batch_id):
+        return None
+    snap = firestore().collection(BATCHES).document(batch_id).get(**bounded_call())
+    return Batch.model_validate(snap.to_dict()) if snap.exists else None
+
+
+def counts(batch_id: str, reused_ids: list[str] | None = None) -> dict[str, int]:
+    """Jobs of the batch by status: its own by aggregation queries (nothing read document by document),
+    plus the jobs it reused from earlier triggers, read in one batched call."""
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    from common.gcp.clients import bounded_call, firestore
+
+    jobs = firestore().collection("jobs")
+    out = {}
+    for status in JobStatus:
+        query = jobs.where(filter=FieldFilter("batch_id", "==", batch_id)).where(
+            filter=FieldFilter("status", "==", status.value)
+        )
+        out[status.value] = _count(query)
+    if reused_ids:
+        refs = [jobs.document(job_id) for job_id in reused_ids]
+        for snap in firestore().get_all(refs, field_paths=["status"], **bounded_call()):
+            value = (snap.to_dict() or {}).get("status") if snap.exists else None
+            if value in out:
+                out[value] += 1
+    return out
+
+
+def _count(query: Any) -> int:
+    """The result of a count aggregation (one result set holding one aggregate)."""
+    from common.gcp.clients import bounded_call
+
+    result: Any = query.count().get(**bounded_call())
+    return int(result[0][0].value)
+
+
+def overall(c: dict[str, int], total: int) -> str:
+    """One status for a batch: succeeded/failed when every job ended, running once any started."""
+    ended = c["succeeded"] + c["failed"]
+    if total and ended >= total:
+        return "failed" if c["failed"] else "succeeded"
+    if ended or c["running"]:
+        return "running"
+    return "queued"
+
+
+def describe(batch: Batch) -> dict[str, Any]:
+    c = counts(batch.batch_id, batch.reused_ids)
+    return {
+        **batch.model_dump(mode="json", exclude={"reused_ids"}),
+        "status": overall(c, batch.total),
+        "counts": c,
+        "done": c["succeeded"] + c["failed"],
+    }
+
+
+def plan_backfill(source: Source, start: datetime, end: datetime, raw_params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The child params of a backfill, planned by the source (GDELT reads its master list once).
+
+    Raises:
+        common.core.errors.IngestError: planning failed (bad params, upstream error).
+    """
+    from common.runtime.ingest import source_context
+
+    raw = dict(raw_params)
+    fields = source.params_model.model_fields
+    if "start" in fields and "end" in fields:
+        raw.update(start=start.date().isoformat(), end=(end - timedelta(days=1)).date().isoformat())
+    params = source.validate_params(raw)
+    with source_context(source) as ctx:
+        return source.backfill(start, end, params, ctx)

@@ -1,0 +1,50 @@
+"""The one adapter from ingestion outcomes to Cloud Tasks answers.
+
+Cloud Tasks retries any non-2xx. So a permanent error is recorded (a ``job.failed`` event) and answered
+200, which ends the task; a transient one is answered 503 with ``Retry-After`` where known. A request
+that is not a well-formed task answers 400 with a JSON error (it was not sent by our queue).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from common.gcp.tasks import TaskPayload
+from common.runtime.ingest import Delivery, run_task
+
+Answer = tuple[dict[str, Any], int, dict[str, str]]
+
+
+def _error(status: int, code: str, message: str) -> Answer:
+    return {"error": {"code": code, "message": message}}, status, {}
+
+
+def answer_task(body: bytes, headers: dict[str, str], *, expected_source: str | None) -> Answer:
+    """Run the task in ``body`` and answer as Cloud Tasks needs. ``headers`` keys are lower-case."""
+    from common.sources import get_source
+
+    try:
+        payload = TaskPayload.model_validate_json(body)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        return _error(400, "invalid_task", f"{where}: {err['msg']}")
+    if expected_source and payload.source != expected_source:
+        return _error(400, "wrong_source", f"this function ingests {expected_source!r}, not {payload.source!r}")
+    try:
+        source = get_source(payload.source)
+    except KeyError as exc:
+        return _error(400, "unknown_source", str(exc.args[0]))
+    retries = headers.get("x-cloudtasks-taskretrycount", "0")
+    delivery = Delivery(
+        attempt=(int(retries) if retries.isdigit() else 0) + 1,
+        max_attempts=source.queue.max_attempts,
+        task_name=headers.get("x-cloudtasks-taskname", ""),
+    )
+    outcome = run_task(payload, delivery)
+    if outcome.retry:
+        extra = {"Retry-After": str(max(1, round(outcome.retry_after)))} if outcome.retry_after else {}
+        return outcome.body, 503, extra
+    return outcome.body, 200, {}

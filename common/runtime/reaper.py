@@ -1,0 +1,114 @@
+"""The reaper: no job is orphaned. Run every 10 minutes by the ``tributary-reaper`` schedule.
+
+- A job ``running`` whose last sign of life is older than its source's dispatch deadline (plus a grace)
+  and that has **no task left in its queue** will never hear from an attempt again (the last attempt
+  died without reporting: a killed instance, a timeout on the final attempt). It is failed with a
+  reason that says so.
+- A job still ``queued`` long after it was created is enqueued again: its first enqueue may have
+  failed after the job was written. The task name makes this a no-op when the task exists.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from common.core.events import Event, EventData, EventType
+from common.core.jobs import Job, JobStatus
+
+log = logging.getLogger("tributary.reaper")
+
+#: Extra time past the dispatch deadline before a silent job counts as stuck.
+GRACE = timedelta(minutes=2)
+#: How long a job may stay queued before the reaper enqueues it again.
+QUEUED_TOO_LONG = timedelta(minutes=10)
+#: Jobs examined per status in one run (the next run takes the rest).
+BATCH = 500
+
+
+@dataclass
+class Reaped:
+    job_id: str
+    action: str  # "failed" | "re-enqueued" | "kept"
+    reason: str
+
+
+def _task_names(source: Any) -> list[str]:
+    """Every task name in the source's queue (listed once per reaper run, not once per job)."""
+    from common.gcp import clients
+    from common.gcp.tasks import queue_path
+
+    return [t.name for t in clients.tasks().list_tasks(request={"parent": queue_path(source.name), "page_size": 1000})]
+
+
+def _has_tasks(job_id: str, source: Any, names: list[str]) -> bool:
+    """Whether the job still has a task in its queue (its first task or a part task)."""
+    from common.gcp.tasks import queue_path
+
+    prefix = f"{queue_path(source.name)}/tasks/{job_id}"
+    return any(n == prefix or n.startswith(prefix + "--") for n in names)
+
+
+def _last_activity(job: Job) -> datetime:
+    from common.gcp import clients
+    from common.gcp.clients import bounded_call
+    from common.gcp.firestore import JOBS, PARTS
+
+    times = [t for t in (job.updated_at, job.started_at, job.created_at) if t]
+    parts = clients.firestore().collection(JOBS).document(job.job_id).collection(PARTS).stream(**bounded_call())
+    for part in parts:
+        if part.update_time:
+            times.append(part.update_time)
+    return max(times)
+
+
+def reap(*, now: datetime | None = None, dry_run: bool = False) -> list[Reaped]:
+    """Fail stuck running jobs, re-enqueue stale queued ones; returns what was done (or would be)."""
+    from common.gcp.firestore import list_jobs, record_event
+    from common.gcp.tasks import TaskPayload, enqueue
+    from common.sources import get_source
+
+    now = now or datetime.now(UTC)
+    out: list[Reaped] = []
+    queued: dict[str, list[str]] = {}  # source -> task names, listed on first need
+    for job in list_jobs(status=JobStatus.running.value, limit=BATCH):
+        source = get_source(job.source)
+        limit = timedelta(seconds=source.queue.dispatch_deadline) + GRACE
+        idle = now - _last_activity(job)
+        if idle <= limit:
+            continue
+        if source.name not in queued:
+            queued[source.name] = _task_names(source)
+        if _has_tasks(job.job_id, source, queued[source.name]):
+            out.append(Reaped(job.job_id, "kept", f"idle {idle.total_seconds():.0f} s but its task is still queued"))
+            continue
+        reason = (
+            f"no progress for {idle.total_seconds():.0f} s (the {source.name} limit is {limit.total_seconds():.0f} s) "
+            "and no attempt is left in the queue: the last attempt stopped without reporting. "
+            "Submit it again with a new Idempotency-Key to retry."
+        )
+        out.append(Reaped(job.job_id, "failed", reason))
+        if not dry_run:
+            data = EventData(
+                job_id=job.job_id,
+                source=job.source,
+                attempt=job.attempt,
+                error={"kind": "permanent", "type": "Reaped", "message": reason},
+            )
+            record_event(Event.make(EventType.failed, data, seq="reaper").model_copy(update={"time": now}))
+    for job in list_jobs(status=JobStatus.queued.value, limit=BATCH):
+        if now - job.created_at <= QUEUED_TOO_LONG:
+            continue
+        source = get_source(job.source)
+        created = (
+            False if dry_run else enqueue(TaskPayload(job_id=job.job_id, source=job.source, params=job.params), source)
+        )
+        if created or dry_run:
+            out.append(Reaped(job.job_id, "re-enqueued", "queued for too long"))
+        else:
+            out.append(Reaped(job.job_id, "kept", "queued for too long, but its task is still in the queue"))
+    for r in out:
+        log.info("reaper: %s %s: %s", r.action, r.job_id, r.reason)
+    return out

@@ -1,0 +1,61 @@
+"""The status consumer: turn a Pub/Sub push (as a CloudEvent) into one Firestore transaction."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+
+from common.core.events import Event
+from common.core.jobs import Job
+
+log = logging.getLogger("tributary.status")
+
+
+class PoisonEvent(ValueError):
+    """An event that can never be applied (malformed, unknown schema). It is kept as a dead letter and acked."""
+
+    def __init__(self, reason: str, *, message_id: str = "", raw: bytes = b"", attributes: Any = None) -> None:
+        super().__init__(reason)
+        self.message_id, self.raw, self.attributes = message_id, raw, attributes or {}
+
+
+def decode_pubsub(data: Any) -> Event:
+    """The job event inside a ``google.cloud.pubsub.topic.v1.messagePublished`` CloudEvent's data.
+
+    Raises:
+        PoisonEvent: the message is not a readable Tributary job event (it carries what could be read).
+    """
+    message = data.get("message") if isinstance(data, dict) else None
+    if not isinstance(message, dict):
+        raise PoisonEvent("not a Pub/Sub message envelope: no 'message' object")
+    message_id, attributes = str(message.get("messageId") or ""), message.get("attributes")
+    try:
+        raw = base64.b64decode(message.get("data") or b"", validate=True)
+    except (TypeError, ValueError) as exc:
+        raise PoisonEvent(f"message data is not base64: {exc}", message_id=message_id, attributes=attributes) from exc
+    try:
+        return Event.from_bytes(raw)
+    except ValueError as exc:
+        raise PoisonEvent(str(exc), message_id=message_id, raw=raw, attributes=attributes) from exc
+
+
+def handle_pubsub(data: Any) -> Job | None:
+    """Apply the event in a Pub/Sub push. Poison events are kept in ``dead_events`` and acked (returns None).
+
+    Raises:
+        Exception: only for transient failures (Firestore unavailable), so Pub/Sub redelivers.
+    """
+    from common.gcp.firestore import record_event
+
+    try:
+        event = decode_pubsub(data)
+    except PoisonEvent as exc:
+        from common.ops.dlq import record
+
+        log.error("unreadable event %s kept in dead_events: %s", exc.message_id or "?", exc)
+        record(exc.message_id, exc.raw, str(exc), exc.attributes)
+        return None
+    job = record_event(event)
+    log.info("applied %s -> %s", event.id, job.status if job else "?")
+    return job

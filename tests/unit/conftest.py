@@ -1,0 +1,14 @@
+"""Pure, in-process tests: no servers, no emulators. ``pytest tests/unit`` is the fast tier."""
+
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this folder carries the ``unit`` marker."""
+    for item in items:
+        if HERE in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.unit)
