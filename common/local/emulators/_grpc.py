@@ -1,4 +1,4 @@
-"""What both emulators share: an error that becomes a gRPC status, and the unary handler around each RPC."""
+"""The gRPC side of the emulators: the unary handler around each engine call, turning an RpcError into its status."""
 
 from __future__ import annotations
 
@@ -8,23 +8,14 @@ from typing import Any
 
 import grpc
 
+from common.local.emulators.kit.rpc import Code, RpcError, invalid, not_found
 
-class RpcError(Exception):
-    """Raised inside a handler; becomes a gRPC status, so the stock client raises the matching
-    ``google.api_core.exceptions`` (NOT_FOUND → NotFound, ALREADY_EXISTS → AlreadyExists, …)."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+__all__ = ["Code", "RpcError", "grpc_status", "invalid", "not_found", "unary"]
 
 
-def invalid(message: str) -> RpcError:
-    return RpcError(grpc.StatusCode.INVALID_ARGUMENT, message)
-
-
-def not_found(message: str) -> RpcError:
-    return RpcError(grpc.StatusCode.NOT_FOUND, message)
+def grpc_status(code: Code) -> grpc.StatusCode:
+    """The gRPC status of a canonical code (same names; a ``grpc.StatusCode`` passes through)."""
+    return grpc.StatusCode[code.name]
 
 
 def unary(
@@ -44,7 +35,7 @@ def unary(
         try:
             return fn(convert(request) if convert else request)
         except RpcError as exc:
-            context.abort(exc.code, exc.message)
+            context.abort(grpc_status(exc.code), exc.message)
         except Exception as exc:
             log.exception("%s failed", method)
             context.abort(grpc.StatusCode.INTERNAL, f"emulator error in {method}: {type(exc).__name__}: {exc}")

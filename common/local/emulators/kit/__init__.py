@@ -1,0 +1,1 @@
+"""What both emulators share: clock, rpc status codes, time conversion, backoff and HTTP dispatch with OIDC."""
