@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import jwt
 import pytest
 from google.api_core import exceptions
@@ -26,6 +27,7 @@ from google.cloud import tasks_v2
 from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 
 from common.gcp.clients import tasks_client_for
+from common.local.emulators.kit.clock import Clock, FrozenClock, SystemClock
 from common.local.emulators.oidc import LocalSigner
 from common.local.emulators.tasks import TasksEmulator, _eta_header, _ts
 
@@ -48,7 +50,7 @@ def test_eta_header_matches_schedule_time(t: float) -> None:
 
 @dataclass
 class Received:
-    at: float  # wall clock, on arrival
+    at: float  # wall clock, on arrival (the emulator's clock when the test freezes it)
     mono: float
     method: str
     path: str
@@ -61,10 +63,11 @@ Plan = Callable[[int], "int | tuple[float, int]"]
 
 
 class Target:
-    """An HTTP server on 127.0.0.1 that records requests and answers per ``plan``."""
+    """An HTTP server on 127.0.0.1 that records requests, with their time on ``clock``, and answers per ``plan``."""
 
-    def __init__(self, plan: Plan | None = None) -> None:
+    def __init__(self, plan: Plan | None = None, clock: Clock | None = None) -> None:
         self.plan: Plan = plan or (lambda n: 200)
+        self.clock: Clock = clock or SystemClock()
         self.received: list[Received] = []
         self.cond = threading.Condition()
         self.inflight = 0
@@ -80,8 +83,8 @@ class Target:
                     n = len(target.received)
                     target.received.append(
                         Received(
-                            time.time(),
-                            time.monotonic(),
+                            target.clock.time(),
+                            target.clock.monotonic(),
                             self.command,
                             self.path,
                             {k.lower(): v for k, v in self.headers.items()},
@@ -159,6 +162,17 @@ def emu(make_emulator: Callable[..., TasksEmulator]) -> TasksEmulator:
 
 
 @pytest.fixture
+def clock() -> FrozenClock:
+    """A clock that moves only with ``emu.advance``: retries and schedules are tested without waiting."""
+    return FrozenClock()
+
+
+@pytest.fixture
+def frozen(make_emulator: Callable[..., TasksEmulator], clock: FrozenClock) -> TasksEmulator:
+    return make_emulator(clock=clock)
+
+
+@pytest.fixture
 def make_client() -> Iterator[Callable[[TasksEmulator], tasks_v2.CloudTasksClient]]:
     clients: list[tasks_v2.CloudTasksClient] = []
 
@@ -181,8 +195,8 @@ def client(emu: TasksEmulator, make_client: Callable[[TasksEmulator], tasks_v2.C
 def make_target() -> Iterator[Callable[..., Target]]:
     targets: list[Target] = []
 
-    def make(plan: Plan | None = None) -> Target:
-        target = Target(plan)
+    def make(plan: Plan | None = None, clock: Clock | None = None) -> Target:
+        target = Target(plan, clock)
         targets.append(target)
         return target
 
@@ -373,22 +387,31 @@ def test_dispatch_method_body_and_headers(
     assert methods == {"/fred?x=1": "PUT", "/a": "POST", "/b": "GET"}
 
 
-def test_schedule_time_is_honoured(client: tasks_v2.CloudTasksClient, make_target: Callable[..., Target]) -> None:
-    target = make_target()
+def test_schedule_time_is_honoured(
+    frozen: TasksEmulator,
+    clock: FrozenClock,
+    make_client: Callable[[TasksEmulator], tasks_v2.CloudTasksClient],
+    make_target: Callable[..., Target],
+) -> None:
+    client = make_client(frozen)
+    target = make_target(clock=clock)
     create_queue(client, "q")
-    when = time.time() + 0.6
+    when = clock.time() + 0.6
     ts = timestamp_pb2.Timestamp(seconds=int(when), nanos=int((when % 1) * 1e9) // 1000 * 1000)
     task = client.create_task(parent=queue_path("q"), task=http_task(target.url, schedule_time=ts))
     assert task.schedule_time.timestamp() == pytest.approx(ts.seconds + ts.nanos / 1e9, abs=1e-6)
+    frozen.advance(0.5)
+    assert frozen.settle() and target.received == []  # not due yet
+    frozen.advance(0.2)
     (got,) = target.wait_for(1, timeout=5)
     assert got.at >= ts.seconds + ts.nanos / 1e9
     assert float(got.headers["x-cloudtasks-tasketa"]) == pytest.approx(ts.seconds + ts.nanos / 1e9, abs=1e-6)
 
     # A schedule_time in the past means now; more than 30 days ahead is refused.
-    past = timestamp_pb2.Timestamp(seconds=int(time.time()) - 3600)
+    past = timestamp_pb2.Timestamp(seconds=int(clock.time()) - 3600)
     now_task = client.create_task(parent=queue_path("q"), task=http_task(target.url, schedule_time=past))
-    assert now_task.schedule_time.timestamp() >= time.time() - 5
-    too_far = timestamp_pb2.Timestamp(seconds=int(time.time()) + 31 * 24 * 3600)
+    assert now_task.schedule_time.timestamp() >= clock.time() - 5
+    too_far = timestamp_pb2.Timestamp(seconds=int(clock.time()) + 31 * 24 * 3600)
     with pytest.raises(exceptions.InvalidArgument, match="30 days"):
         client.create_task(parent=queue_path("q"), task=http_task(target.url, schedule_time=too_far))
 
@@ -526,10 +549,11 @@ def test_named_tasks_are_deduplicated(
 
 def test_dedup_window_expires(
     make_emulator: Callable[..., TasksEmulator],
+    clock: FrozenClock,
     make_client: Callable[[TasksEmulator], tasks_v2.CloudTasksClient],
     make_target: Callable[..., Target],
 ) -> None:
-    emu = make_emulator(dedup_window=0.5)
+    emu = make_emulator(dedup_window=0.5, clock=clock)
     client = make_client(emu)
     target = make_target()
     create_queue(client, "q")
@@ -537,7 +561,7 @@ def test_dedup_window_expires(
     client.create_task(parent=queue_path("q"), task=http_task(target.url, name=name))
     target.wait_for(1)
     assert emu.wait_idle(5)
-    finished = time.monotonic()
+    finished = clock.monotonic()
     refusals = 0
     deadline = finished + 3.0
     while True:
@@ -546,10 +570,10 @@ def test_dedup_window_expires(
             break
         except exceptions.AlreadyExists:
             refusals += 1
-            assert time.monotonic() < deadline, "the name was never released"
-            time.sleep(0.05)
+            assert clock.monotonic() < deadline, "the name was never released"
+            emu.advance(0.05)
     assert refusals >= 1
-    assert time.monotonic() - finished >= 0.4
+    assert clock.monotonic() - finished >= 0.4
     target.wait_for(2)
 
 
@@ -557,12 +581,21 @@ def test_dedup_window_expires(
 
 
 def test_retries_with_backoff_and_counters(
-    emu: TasksEmulator, client: tasks_v2.CloudTasksClient, make_target: Callable[..., Target]
+    frozen: TasksEmulator,
+    clock: FrozenClock,
+    make_client: Callable[[TasksEmulator], tasks_v2.CloudTasksClient],
+    make_target: Callable[..., Target],
 ) -> None:
+    client, emu = make_client(frozen), frozen
     statuses = [500, 404, 200]
-    target = make_target(lambda n: statuses[n])
-    create_queue(client, "q", retry_config=retry(min_backoff=0.1, max_backoff=10))
+    target = make_target(lambda n: statuses[n], clock=clock)
+    # Binary fractions, so that the frozen clock's sums are exact and the gaps are the backoffs to the bit.
+    create_queue(client, "q", retry_config=retry(min_backoff=0.125, max_backoff=10))
     client.create_task(parent=queue_path("q"), task=http_task(target.url))
+    target.wait_for(1)
+    emu.advance(0.125)
+    target.wait_for(2)
+    emu.advance(0.25)
     got = target.wait_for(3)
     assert emu.wait_idle(5)
     assert [r.headers["x-cloudtasks-taskretrycount"] for r in got] == ["0", "1", "2"]
@@ -579,11 +612,17 @@ def test_retries_with_backoff_and_counters(
 
 
 def test_max_attempts_is_honoured(
-    emu: TasksEmulator, client: tasks_v2.CloudTasksClient, make_target: Callable[..., Target]
+    frozen: TasksEmulator,
+    clock: FrozenClock,
+    make_client: Callable[[TasksEmulator], tasks_v2.CloudTasksClient],
+    make_target: Callable[..., Target],
 ) -> None:
-    target = make_target(lambda n: 503)
+    client, emu = make_client(frozen), frozen
+    target = make_target(lambda n: 503, clock=clock)
     create_queue(client, "q", retry_config=retry(min_backoff=0.05, max_backoff=1, max_attempts=2))
     task = client.create_task(parent=queue_path("q"), task=http_task(target.url))
+    target.wait_for(1)
+    emu.advance(0.1)
     target.wait_for(2)
     assert emu.wait_idle(5)  # dropped after the second failure
     assert len(target.received) == 2
@@ -592,29 +631,42 @@ def test_max_attempts_is_honoured(
 
 
 def test_max_retry_duration_with_unlimited_attempts(
-    emu: TasksEmulator, client: tasks_v2.CloudTasksClient, make_target: Callable[..., Target]
+    frozen: TasksEmulator,
+    clock: FrozenClock,
+    make_client: Callable[[TasksEmulator], tasks_v2.CloudTasksClient],
+    make_target: Callable[..., Target],
 ) -> None:
-    target = make_target(lambda n: 500)
+    client, emu = make_client(frozen), frozen
+    target = make_target(lambda n: 500, clock=clock)
     config = retry(min_backoff=0.05, max_backoff=1, max_attempts=-1)
     config.max_retry_duration = duration_pb2.Duration(nanos=300_000_000)
     q = create_queue(client, "q", retry_config=config)
     assert q.retry_config.max_attempts == -1
     client.create_task(parent=queue_path("q"), task=http_task(target.url))
+    target.wait_for(1)
+    for _ in range(100):  # 5 s of emulator time at most
+        if emu.wait_idle(0):
+            break
+        emu.advance(0.05)
     assert emu.wait_idle(5)
     got = list(target.received)
     assert len(got) >= 2
     assert got[-1].mono - got[0].mono >= 0.25
 
 
-def test_attempt_bookkeeping(client: tasks_v2.CloudTasksClient, make_target: Callable[..., Target]) -> None:
+def test_attempt_bookkeeping(
+    frozen: TasksEmulator,
+    make_client: Callable[[TasksEmulator], tasks_v2.CloudTasksClient],
+    make_target: Callable[..., Target],
+) -> None:
+    client = make_client(frozen)
     target = make_target(lambda n: 500)
     create_queue(client, "q", retry_config=retry(min_backoff=30, max_backoff=30))
     task = client.create_task(parent=queue_path("q"), task=http_task(target.url))
     target.wait_for(1)
-    deadline = time.monotonic() + 5
-    while (seen := client.get_task(name=task.name)).response_count < 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    assert frozen.settle(5)  # the answer is recorded
+    seen = client.get_task(name=task.name)
+    assert seen.response_count == 1
     assert seen.dispatch_count == 1
     assert seen.first_attempt.dispatch_time is not None
     assert seen.last_attempt.response_status.code == 13  # INTERNAL for HTTP 500
@@ -764,6 +816,25 @@ def test_cli_serves_and_exits_on_sigterm(make_target: Callable[..., Target], tmp
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def test_admin_endpoint_advances_a_frozen_clock(clock: FrozenClock, make_target: Callable[..., Target]) -> None:
+    target = make_target(clock=clock)
+    with TasksEmulator(clock=clock, admin_port=0) as emu:
+        assert emu.admin_address
+        client = tasks_client_for(emu.address)
+        create_queue(client, "q")
+        later = timestamp_pb2.Timestamp(seconds=int(clock.time()) + 60)
+        client.create_task(parent=queue_path("q"), task=http_task(target.url, schedule_time=later))
+        base = f"http://{emu.admin_address}"
+        with httpx.Client(trust_env=False, timeout=10) as http:
+            assert http.get(f"{base}/healthz").json()["queues"] == 1
+            assert http.post(f"{base}/advance", json={"seconds": 60}).status_code == 200
+            (got,) = target.wait_for(1)
+            assert got.at == later.seconds
+            assert http.post(f"{base}/advance", json={"seconds": -1}).status_code == 400
+        assert emu.wait_idle(5)
+        client.transport.close()
 
 
 def test_the_stack_waits_for_a_serving_grpc_server_not_an_open_port(emu: TasksEmulator) -> None:

@@ -42,9 +42,7 @@ from common.local.emulators.tasks.config import (
 )
 from common.local.emulators.tasks.delivery import Delivering
 from common.local.emulators.tasks.model import (
-    BASIC,
     FILTER_RE,
-    FULL,
     LOCATION_RE,
     PAUSED,
     QUEUE_RE,
@@ -58,6 +56,7 @@ from common.local.emulators.tasks.model import (
     page_size,
     page_token,
     validate_http,
+    view_of,
 )
 
 
@@ -295,15 +294,11 @@ class TasksEngine(Delivering):
             raise _not_found(f"Task {name} does not exist.")
         return q, task
 
-    @staticmethod
-    def _view(view: int) -> int:
-        return FULL if view == FULL else BASIC
-
     def list_tasks(self, req: Any) -> Any:
         prefix = req.parent + "/tasks/"
         size = page_size(req.page_size, MAX_LIST_TASKS_PAGE)
         after = page_after(req.page_token, prefix)
-        view = self._view(req.response_view)
+        view = view_of(req.response_view)
         with self._cond:
             q = self._queue(req.parent)
             names = sorted(n for n in q.tasks if n > after)
@@ -316,7 +311,7 @@ class TasksEngine(Delivering):
     def get_task(self, req: Any) -> Any:
         with self._cond:
             _, task = self._task(req.name)
-            return task.to_pb(self._view(req.response_view))
+            return task.to_pb(view_of(req.response_view))
 
     def create_task(self, req: Any) -> Any:
         t = req.task
@@ -384,7 +379,7 @@ class TasksEngine(Delivering):
             )
             q.tasks[name] = task
             self._push(q, task)
-            return task.to_pb(self._view(req.response_view))
+            return task.to_pb(view_of(req.response_view))
 
     def delete_task(self, req: Any) -> Any:
         with self._cond:
@@ -397,6 +392,4 @@ class TasksEngine(Delivering):
             q, task = self._task(req.name)
             # RunTask dispatches even if the queue is paused, rate-limited or the task is running.
             self._dispatch(q, task, self.clock.time())
-            return task.to_pb(self._view(req.response_view))
-
-    # dispatch ----------------------------------------------------------------------------------
+            return task.to_pb(view_of(req.response_view))

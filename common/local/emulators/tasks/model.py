@@ -199,6 +199,11 @@ def reserved_header(name: str) -> bool:
     return n in ("host", "content-length", "user-agent") or n.startswith(("x-google-", "x-appengine-", "x-cloudtasks-"))
 
 
+def view_of(view: int) -> int:
+    """The Task.View an answer uses: FULL when asked, BASIC otherwise."""
+    return FULL if view == FULL else BASIC
+
+
 def page_token(after: str) -> str:
     return base64.urlsafe_b64encode(after.encode()).decode()
 
