@@ -1,1 +1,1 @@
-"""Local emulators for the Google services that have none: Cloud Tasks and Cloud Scheduler."""
+"""Local emulators for the Google services that have none, Cloud Tasks and Cloud Scheduler, on one shared kit."""
