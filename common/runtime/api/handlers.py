@@ -1,112 +1,43 @@
-"""The public HTTP API: submit and poll jobs, list sources.
+"""The API's handlers: each takes the request's query, headers, body and path ids and answers a Response.
 
-Every bad request answers 4xx with ``{"error": {"code", "message", "field"}}`` and creates nothing.
+Every bad request raises :class:`ApiError` (4xx) and creates nothing.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
-from werkzeug.routing import Map, Rule
+import orjson
+from pydantic import BaseModel, ValidationError
 
-from common.core.errors import BadParams
+from common.core.errors import BadParams, IngestError, TransientError
 from common.core.jobs import Job, JobStatus, job_id_for
+from common.gcp import firestore, tasks
+from common.runtime import batches, reaper
+from common.runtime.api.models import (
+    MAX_BODY,
+    MAX_KEY,
+    MAX_LIMIT,
+    ApiError,
+    BackfillRequest,
+    JobQuery,
+    JobRequest,
+    Response,
+    RunDailyRequest,
+)
+from common.sources import all_sources, get_source
+from common.sources.base import Source
 
 log = logging.getLogger("tributary.api")
 
-MAX_BODY = 64 * 1024
-MAX_LIMIT = 500
-
-
-class ApiError(Exception):
-    """An answer other than success: status, machine code, readable message, the field at fault."""
-
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
-
-    def body(self) -> dict[str, Any]:
-        err: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.field:
-            err["field"] = self.field
-        return {"error": err}
-
-
-class JobRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    source: str = Field(min_length=1, max_length=64)
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
 M = TypeVar("M", bound=BaseModel)
-Response = tuple[dict[str, Any] | list[Any], int, dict[str, str]]
-
-ROUTES = Map(
-    [
-        Rule("/v1/jobs", methods=["POST"], endpoint="submit_job"),
-        Rule("/v1/jobs", methods=["GET"], endpoint="list_jobs"),
-        Rule("/v1/jobs/<job_id>", methods=["GET"], endpoint="get_job"),
-        Rule("/v1/sources", methods=["GET"], endpoint="list_sources"),
-        Rule("/v1/backfills", methods=["POST"], endpoint="submit_backfill"),
-        Rule("/v1/reaper:run", methods=["POST"], endpoint="run_reaper"),
-        Rule("/v1/backfills/<batch_id>", methods=["GET"], endpoint="get_backfill"),
-        # The n8n contract from the Celery migration plan: aliases over the same machinery.
-        Rule("/api/v1/ingest/run-daily", methods=["POST"], endpoint="run_daily"),
-        Rule("/api/v1/ingest/jobs/<job_id>", methods=["GET"], endpoint="get_any"),
-        Rule("/healthz", methods=["GET"], endpoint="health"),
-        Rule("/v1/openapi.json", methods=["GET"], endpoint="openapi"),
-    ],
-    strict_slashes=False,
-)
-
-
-def handle(method: str, path: str, *, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
-    """Route one request. Answers (json, status, headers); never raises."""
-    try:
-        endpoint, args = ROUTES.bind("api").match(path, method=method)
-        handler: Any = HANDLERS[endpoint]
-        return handler(query=query, headers=headers, body=body, **args)
-    except ApiError as exc:
-        return exc.body(), exc.status, {}
-    except MethodNotAllowed as exc:
-        return (
-            ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}").body(),
-            405,
-            {"Allow": ", ".join(exc.valid_methods or [])},
-        )
-    except NotFound:
-        return ApiError(404, "not_found", f"no route {method} {path}").body(), 404, {}
-    except HTTPException as exc:
-        code = exc.code or 400
-        return ApiError(code, "bad_request", exc.description or "bad request").body(), code, {}
-    except Exception as exc:
-        if (unavailable := _google_unavailable(exc)) is None:
-            raise
-        log.warning("%s %s: %s", method, path, unavailable.message)
-        return unavailable.body(), unavailable.status, {"Retry-After": "10"}
-
-
-def _google_unavailable(exc: Exception) -> ApiError | None:
-    """A Google service that did not answer in time (Firestore down, a call past its deadline): a 503 the
-    caller can retry, instead of a 500 page. Other errors are bugs and propagate."""
-    if not type(exc).__module__.startswith("google."):
-        return None
-    from google.api_core import exceptions as gexc
-
-    if not isinstance(exc, gexc.RetryError | gexc.ServiceUnavailable | gexc.DeadlineExceeded):
-        return None
-    cause = getattr(exc, "cause", None) or exc
-    message = f"a Google Cloud service is unavailable or did not answer in time: {cause}"
-    return ApiError(503, "backend_unavailable", message)
 
 
 def _json_body(body: bytes, headers: dict[str, str]) -> Any:
-    import orjson
-
     if len(body) > MAX_BODY:
         raise ApiError(413, "body_too_large", f"request body is {len(body):,} bytes; the limit is {MAX_BODY:,}")
     ctype = headers.get("content-type", "application/json")
@@ -141,9 +72,7 @@ def _validation(exc: ValidationError) -> ApiError:
     return ApiError(400, "invalid_request", f"{where}: {err['msg']}", field=where)
 
 
-def _source(name: str, field: str = "source") -> Any:
-    from common.sources import get_source
-
+def _source(name: str, field: str = "source") -> Source:
     try:
         return get_source(name)
     except KeyError as exc:
@@ -167,9 +96,6 @@ def submit(
     Raises:
         ApiError: unknown source or invalid params (400), or Cloud Tasks refused the task (503).
     """
-    from common.gcp.firestore import create_job
-    from common.gcp.tasks import TaskPayload, enqueue
-
     source = _source(source_name)
     try:
         params = source.validate_params(raw_params)
@@ -178,12 +104,12 @@ def submit(
     now = now or datetime.now(UTC)
     job_id = job_id_for(source.name, source.dedup_params(params, now), idempotency_key)
     stored_params = params.model_dump(mode="json", exclude_none=True)
-    job, created = create_job(
+    job, created = firestore.create_job(
         Job(job_id=job_id, source=source.name, params=stored_params, trigger=trigger, batch_id=batch_id)
     )
     if job.status is JobStatus.queued:
         try:
-            enqueue(TaskPayload(job_id=job_id, source=source.name, params=job.params), source)
+            tasks.enqueue(tasks.TaskPayload(job_id=job_id, source=source.name, params=job.params), source)
         except Exception as exc:  # the job stays queued; a retried POST enqueues it again
             log.exception("enqueue of %s failed", job_id)
             raise ApiError(
@@ -197,8 +123,10 @@ def submit(
 def submit_job(*, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
     req = _request(JobRequest, body, headers)
     key = headers.get("idempotency-key")
-    if key is not None and not (1 <= len(key) <= 255):
-        raise ApiError(400, "invalid_header", "Idempotency-Key must be 1 to 255 characters", field="Idempotency-Key")
+    if key is not None and not (1 <= len(key) <= MAX_KEY):
+        raise ApiError(
+            400, "invalid_header", f"Idempotency-Key must be 1 to {MAX_KEY} characters", field="Idempotency-Key"
+        )
     job, created = submit(req.source, req.params, idempotency_key=key)
     extra = {"Location": f"/v1/jobs/{job.job_id}"}
     if not created:
@@ -207,18 +135,14 @@ def submit_job(*, query: dict[str, str], headers: dict[str, str], body: bytes) -
 
 
 def get_job(*, job_id: str, **_: Any) -> Response:
-    from common.gcp.firestore import get_job as load
-
-    job = load(job_id)
+    job = firestore.get_job(job_id)
     if job is None:
         raise ApiError(404, "job_not_found", f"no job {job_id!r}", field="job_id")
     return job.public(), 200, {}
 
 
 def list_jobs(*, query: dict[str, str], **_: Any) -> Response:
-    from common.gcp.firestore import list_jobs as load
-
-    unknown = set(query) - {"source", "status", "limit", "batch_id"}
+    unknown = set(query) - set(JobQuery.model_fields)
     if unknown:
         name = sorted(unknown)[0]
         raise ApiError(400, "unknown_parameter", f"unknown query parameter {name!r}", field=name)
@@ -228,21 +152,16 @@ def list_jobs(*, query: dict[str, str], **_: Any) -> Response:
     status = query.get("status")
     if status is not None and status not in JobStatus.__members__:
         raise ApiError(400, "invalid_status", f"status must be one of {', '.join(JobStatus)}", field="status")
-    raw_limit = query.get("limit", "50")
+    raw_limit = query.get("limit", str(JobQuery.model_fields["limit"].default))
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
         raise ApiError(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_LIMIT}", field="limit")
-    jobs = load(source=source, status=status, batch_id=query.get("batch_id"), limit=int(raw_limit))
+    jobs = firestore.list_jobs(source=source, status=status, batch_id=query.get("batch_id"), limit=int(raw_limit))
     return {"jobs": [j.public() for j in jobs]}, 200, {}
 
 
 def describe_sources() -> list[dict[str, Any]]:
     """Every source with its schedule, queue, params schema and recorded state."""
-    from dataclasses import asdict
-
-    from common.gcp.firestore import source_states
-    from common.sources import all_sources
-
-    states = source_states([s.name for s in all_sources()])
+    states = firestore.source_states([s.name for s in all_sources()])
     out = []
     for s in all_sources():
         state = states.get(s.name, {})
@@ -272,24 +191,7 @@ def health(**_: Any) -> Response:
     return {"ok": True}, 200, {}
 
 
-class BackfillRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    source: str = Field(min_length=1, max_length=64)
-    start: str = Field(description="ISO date (whole day) or datetime, UTC")
-    end: str = Field(description="ISO date (included) or datetime (excluded), UTC")
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-class RunDailyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    date: str | None = Field(None, description="the day, YYYY-MM-DD (default: today, UTC)")
-    sources: list[str] | None = None
-
-
 def submit_backfill(*, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
-    from common.core.errors import IngestError, TransientError
-    from common.runtime import batches
-
     req = _request(BackfillRequest, body, headers)
     source = _source(req.source)
     bounds = {}
@@ -342,19 +244,15 @@ def submit_backfill(*, query: dict[str, str], headers: dict[str, str], body: byt
 
 
 def get_backfill(*, batch_id: str, **_: Any) -> Response:
-    from common.runtime import batches
-
     batch = batches.load(batch_id)
     if batch is None:
         raise ApiError(404, "batch_not_found", f"no backfill {batch_id!r}", field="batch_id")
     return batches.describe(batch), 200, {}
 
 
-def due_on(source: Any, day: date) -> bool:
+def due_on(source: Source, day: date) -> bool:
     """Whether the source's cron fires at least once on ``day`` in its own time zone."""
-    from zoneinfo import ZoneInfo
-
-    from croniter import croniter
+    from croniter import croniter  # 30 ms, for run-daily only
 
     zone = ZoneInfo(source.schedule.time_zone)
     start = datetime.combine(day, datetime.min.time(), tzinfo=zone)
@@ -364,9 +262,6 @@ def due_on(source: Any, day: date) -> bool:
 
 def run_daily(*, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
     """Enqueue every source due on the day; the answer's ``job_id`` is the batch's, for polling."""
-    from common.runtime import batches
-    from common.sources import all_sources
-
     req = _request(RunDailyRequest, body, headers, optional=True)
     try:
         day = date.fromisoformat(req.date) if req.date else datetime.now(UTC).date()
@@ -399,42 +294,16 @@ def run_daily(*, query: dict[str, str], headers: dict[str, str], body: bytes) ->
 
 def get_any(*, job_id: str, **kwargs: Any) -> Response:
     """A batch (run-daily, backfill) or a single job, by id: the n8n polling alias."""
-    from common.gcp.firestore import list_jobs as load_jobs
-    from common.runtime import batches
-
     batch = batches.load(job_id)
     if batch is None:
         return get_job(job_id=job_id, **kwargs)
     out = batches.describe(batch)
     out["job_id"] = batch.batch_id
-    out["jobs"] = [j.public() for j in load_jobs(batch_id=batch.batch_id, limit=MAX_LIMIT)]
+    out["jobs"] = [j.public() for j in firestore.list_jobs(batch_id=batch.batch_id, limit=MAX_LIMIT)]
     return out, 200, {}
 
 
 def run_reaper(*, query: dict[str, str], **_: Any) -> Response:
     """Fail stuck jobs and re-enqueue stale queued ones (the ``tributary-reaper`` schedule calls this)."""
-    from common.runtime.reaper import reap
-
-    done = reap(dry_run=query.get("dry_run") in ("1", "true"))
+    done = reaper.reap(dry_run=query.get("dry_run") in ("1", "true"))
     return {"reaped": [r.__dict__ for r in done]}, 200, {}
-
-
-def openapi(**_: Any) -> Response:
-    from common.runtime.openapi import document
-
-    return document(), 200, {}
-
-
-HANDLERS = {
-    "openapi": openapi,
-    "run_reaper": run_reaper,
-    "submit_backfill": submit_backfill,
-    "get_backfill": get_backfill,
-    "run_daily": run_daily,
-    "get_any": get_any,
-    "submit_job": submit_job,
-    "list_jobs": list_jobs,
-    "get_job": get_job,
-    "list_sources": list_sources,
-    "health": health,
-}

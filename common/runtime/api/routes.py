@@ -1,0 +1,115 @@
+"""The route table: the one list from which the router and the OpenAPI document are both made; and dispatch."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+
+from common.runtime.api import handlers as h
+from common.runtime.api import models as m
+from common.runtime.api.models import ApiError, Response, Route
+from common.runtime.api.openapi import document as build_document
+
+log = logging.getLogger("tributary.api")
+
+
+def serve_document(**_: Any) -> Response:
+    return document(), 200, {}
+
+
+#: Every operation of the API, in the order the router tries them (see :class:`Route` for the fields).
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "POST", "/v1/jobs", h.submit_job, "Submit a job (idempotent)", status=202, response=m.Job,
+        description="the job, queued (or the existing one)", errors=(400, 413, 415, 503),
+        body=m.JobRequest, headers=m.JobHeaders,
+    ),
+    Route(
+        "GET", "/v1/jobs", h.list_jobs, "List jobs, newest first", response=m.JobList, description="jobs",
+        errors=(400, 503), query=m.JobQuery,
+    ),
+    Route(
+        "GET", "/v1/jobs/<job_id>", h.get_job, "One job", response=m.Job, description="the job",
+        errors=(400, 404, 503),
+    ),
+    Route(
+        "GET", "/v1/sources", h.list_sources, "Sources and their state", response=m.SourceList,
+        description="every source", errors=(503,),
+    ),
+    Route(
+        "POST", "/v1/backfills", h.submit_backfill, "Backfill a range", status=202, response=m.BatchOut,
+        description="the batch", errors=(400, 413, 415, 502, 503), body=m.BackfillRequest,
+    ),
+    Route(
+        "POST", "/v1/reaper:run", h.run_reaper, "Fail stuck jobs, re-enqueue stale queued ones (the reaper, now)",
+        response=m.ReaperRun, description="what was done (or, dry, would be)", errors=(503,), query=m.ReaperQuery,
+    ),
+    Route(
+        "GET", "/v1/backfills/<batch_id>", h.get_backfill, "A backfill's progress", response=m.BatchOut,
+        description="the batch", errors=(404, 503),
+    ),
+    # The n8n contract from the Celery migration plan: aliases over the same machinery.
+    Route(
+        "POST", "/api/v1/ingest/run-daily", h.run_daily, "Enqueue every source due today (n8n contract)",
+        status=202, response=m.RunDailyOut, description="the day's batch", errors=(400, 413, 415, 503),
+        body=m.RunDailyRequest, body_required=False,
+    ),
+    Route(
+        "GET", "/api/v1/ingest/jobs/<job_id>", h.get_any, "A batch or a job (n8n polling)", response=m.BatchOrJob,
+        description="the batch with its jobs, or the job", errors=(400, 404, 503),
+    ),
+    Route("GET", "/healthz", h.health, "Liveness", response=m.Health, description="alive"),
+    Route("GET", "/v1/openapi.json", serve_document, "This document", description="the OpenAPI document"),
+)  # fmt: skip
+
+ROUTER = Map(
+    [Rule(r.rule, methods=[r.method], endpoint=r.handler) for r in ROUTES],
+    strict_slashes=False,
+)
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document of :data:`ROUTES`, served at ``GET /v1/openapi.json``."""
+    return build_document(ROUTES)
+
+
+def handle(method: str, path: str, *, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
+    """Route one request. Answers (json, status, headers); never raises."""
+    try:
+        handler, args = ROUTER.bind("api").match(path, method=method)
+        return handler(query=query, headers=headers, body=body, **args)
+    except ApiError as exc:
+        return exc.body(), exc.status, {}
+    except MethodNotAllowed as exc:
+        return (
+            ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}").body(),
+            405,
+            {"Allow": ", ".join(exc.valid_methods or [])},
+        )
+    except NotFound:
+        return ApiError(404, "not_found", f"no route {method} {path}").body(), 404, {}
+    except HTTPException as exc:
+        code = exc.code or 400
+        return ApiError(code, "bad_request", exc.description or "bad request").body(), code, {}
+    except Exception as exc:
+        if (unavailable := _google_unavailable(exc)) is None:
+            raise
+        log.warning("%s %s: %s", method, path, unavailable.message)
+        return unavailable.body(), unavailable.status, {"Retry-After": "10"}
+
+
+def _google_unavailable(exc: Exception) -> ApiError | None:
+    """A Google service that did not answer in time (Firestore down, a call past its deadline): a 503 the
+    caller can retry, instead of a 500 page. Other errors are bugs and propagate."""
+    if not type(exc).__module__.startswith("google."):
+        return None
+    from google.api_core import exceptions as gexc
+
+    if not isinstance(exc, gexc.RetryError | gexc.ServiceUnavailable | gexc.DeadlineExceeded):
+        return None
+    cause = getattr(exc, "cause", None) or exc
+    message = f"a Google Cloud service is unavailable or did not answer in time: {cause}"
+    return ApiError(503, "backend_unavailable", message)
