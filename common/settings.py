@@ -9,14 +9,19 @@ loop: one environment variable per field, ``TRIBUTARY_<FIELD>`` unless the field
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
-from functools import lru_cache
+import threading
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from common.core.errors import ConfigError
+
 PREFIX = "TRIBUTARY_"
+#: Fields whose values an error message never shows.
+SECRET_FIELDS = frozenset({"api_keys", "api_key"})
 #: A comma-separated list in the environment (``a@x,b@y``), a tuple in Python.
 CommaList = tuple[str, ...]
 
@@ -28,7 +33,8 @@ class Settings(BaseModel):
     ``FIRESTORE_EMULATOR_HOST``) so that the stock clients and ours agree.
     """
 
-    model_config = ConfigDict(extra="ignore", validate_by_name=True, validate_by_alias=True)
+    # Frozen, so a Settings is hashable: clients are cached per Settings (common.gcp.clients).
+    model_config = ConfigDict(extra="ignore", validate_by_name=True, validate_by_alias=True, frozen=True)
 
     project: str = Field("tributary-local", validation_alias=AliasChoices("TRIBUTARY_PROJECT", "GOOGLE_CLOUD_PROJECT"))
     region: str = "us-central1"
@@ -77,6 +83,23 @@ class Settings(BaseModel):
     # Plaintext gRPC "host:port" standing in for Secret Manager (tests only: Google ships no emulator for it).
     secret_manager_emulator_host: str | None = None
 
+    # Log level of every function (common.setup_logging).
+    log_level: str = "INFO"
+    # The source an ingest function is deployed for (one function per source); empty: any source.
+    source: str = ""
+    # Extra source classes, "module:Class" entries separated by commas (common.sources).
+    extra_sources: str = ""
+    # The local secrets file (common.gcp.secrets), and whether Secret Manager is never asked (local stack, tests).
+    secrets_file: str = ".tributary/secrets.json"
+    no_secret_manager: bool = False
+    # The API key the CLI sends (header X-API-Key) to the API it talks to.
+    api_key: str = ""
+    # A TOML file of per-deployment schedule overrides (scheduler.sync.load_overrides); empty: none.
+    schedule_overrides: str = ""
+    # The upstream HTTP client (common.sources.http): seconds between bytes, and the largest download.
+    http_read_timeout: float = Field(60.0, gt=0.0)
+    max_download_bytes: int = Field(2 * 1024**3, gt=0)
+
     @field_validator("oidc_allowed_service_accounts", "oidc_audience", "api_keys", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
@@ -99,8 +122,6 @@ class Settings(BaseModel):
         Raises:
             ConfigError: a variable's value is invalid (the message names the variable).
         """
-        from common.core.errors import ConfigError
-
         env = os.environ if environ is None else environ
         values = {}
         for field in cls.model_fields:
@@ -113,16 +134,45 @@ class Settings(BaseModel):
             err = exc.errors()[0]
             field = str(err["loc"][0])
             name = next((n for n in cls.env_names(field) if n in env), field)
-            shown = "" if field == "api_keys" else f"={values.get(field)!r}"  # never echo a key
+            shown = "" if field in SECRET_FIELDS else f"={values.get(field)!r}"  # never echo a key
             raise ConfigError(f"{name}{shown}: {err['msg']}") from None
 
 
-@lru_cache(maxsize=1)
+_lock = threading.Lock()
+_loaded: Settings | None = None
+#: Settings installed by :func:`use_settings`, innermost last (they win over the environment's).
+_overrides: list[Settings] = []
+
+
 def settings() -> Settings:
-    """The process-wide settings, loaded on first use."""
-    return Settings.from_env()
+    """The process-wide settings: those installed by :func:`use_settings`, else the environment's (read once)."""
+    global _loaded
+    if _overrides:
+        return _overrides[-1]
+    if _loaded is None:
+        with _lock:
+            if _loaded is None:
+                _loaded = Settings.from_env()
+    return _loaded
+
+
+@contextlib.contextmanager
+def use_settings(value: Settings) -> Iterator[Settings]:
+    """Make ``value`` the process-wide settings for a block (an operator command aimed at another target).
+
+    Process-wide, not per thread, because the code under it fans calls out to thread pools.
+    """
+    with _lock:
+        _overrides.append(value)
+    try:
+        yield value
+    finally:
+        with _lock:
+            del _overrides[max(i for i, s in enumerate(_overrides) if s is value)]
 
 
 def reset_settings() -> None:
     """Forget cached settings (tests change the environment between cases)."""
-    settings.cache_clear()
+    global _loaded
+    with _lock:
+        _loaded = None

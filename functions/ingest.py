@@ -4,8 +4,6 @@ Deployed once per source with ``TRIBUTARY_SOURCE`` set, so each source has its o
 timeout and concurrency; locally one process serves every source at ``/<source>``.
 """
 
-import os
-
 import functions_framework
 import orjson
 from flask import Request, Response
@@ -13,6 +11,7 @@ from flask import Request, Response
 from common import setup_logging
 from common.runtime.auth import guard
 from common.runtime.outcomes import answer_task
+from common.settings import settings
 
 setup_logging()
 
@@ -23,6 +22,6 @@ def ingest(request: Request) -> Response:
     body, status, headers = guard("ingest", request.path, lowered) or answer_task(
         request.get_data(),
         lowered,
-        expected_source=os.environ.get("TRIBUTARY_SOURCE") or None,
+        expected_source=settings().source or None,
     )
     return Response(orjson.dumps(body), status, headers, content_type="application/json")

@@ -31,8 +31,12 @@ from croniter import croniter
 from google.cloud import scheduler_v1
 from google.protobuf import field_mask_pb2
 
+from common.gcp import clients, names
+from common.settings import settings
+from common.sources import all_sources
+
 #: Only jobs whose id starts with this prefix belong to Tributary.
-JOB_PREFIX = "tributary-"
+JOB_PREFIX = names.PREFIX
 #: The fields an update may touch (the update mask paths we own).
 OWNED_FIELDS = ("description", "schedule", "time_zone", "http_target", "retry_config", "attempt_deadline")
 OVERRIDE_KEYS = {"cron": str, "time_zone": str, "paused": bool}
@@ -62,7 +66,8 @@ def job_id(source: str) -> str:
 
 
 def location(project: str, region: str) -> str:
-    return f"projects/{project}/locations/{region}"
+    """``projects/P/locations/R``."""
+    return names.location_path(project=project, region=region)
 
 
 def _check_overrides(overrides: Mapping[str, Any]) -> None:
@@ -108,7 +113,7 @@ def desired_jobs(
     if unknown:
         raise ValueError(f"overrides name unknown sources: {', '.join(unknown)}")
     base = api_url.rstrip("/")
-    parent = location(project, region)
+    where = {"project": project, "region": region}
     jobs = []
     for source in sources:
         name = source.name
@@ -131,7 +136,7 @@ def desired_jobs(
             target["oidc_token"] = {"service_account_email": service_account, "audience": base}
         jobs.append(
             Job(
-                name=f"{parent}/jobs/{job_id(name)}",
+                name=names.scheduler_job_path(job_id(name), **where),
                 description=f"Tributary: scheduled ingestion of {name}",
                 schedule=" ".join(cron.split()),
                 time_zone=time_zone,
@@ -158,7 +163,7 @@ def desired_jobs(
             target["oidc_token"] = {"service_account_email": service_account, "audience": base}
         jobs.append(
             Job(
-                name=f"{parent}/jobs/{JOB_PREFIX}reaper",
+                name=names.scheduler_job_path(names.REAPER_JOB, **where),
                 description="Tributary: fail or re-enqueue jobs that stopped making progress",
                 schedule=REAPER_CRON,
                 time_zone="UTC",
@@ -444,22 +449,14 @@ def sync_schedules(
     ``TRIBUTARY_API_URL`` (else http://127.0.0.1:8080) and the overrides file from
     ``TRIBUTARY_SCHEDULE_OVERRIDES`` when set.
     """
-    import os
-
-    from common.settings import settings
-
     if client is None:
-        from common.gcp.clients import scheduler
-
-        client = scheduler()
+        client = clients.scheduler()
     if sources is None:
-        from common.sources import all_sources
-
         sources = all_sources()
     if api_url is None:
-        api_url = os.environ.get("TRIBUTARY_API_URL") or DEFAULT_API_URL
+        api_url = settings().api_url or DEFAULT_API_URL
     if overrides is None:
-        path = overrides_path or os.environ.get("TRIBUTARY_SCHEDULE_OVERRIDES")
+        path = overrides_path or settings().schedule_overrides
         overrides = load_overrides(path) if path else None
     s = settings()
     return sync(

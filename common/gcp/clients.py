@@ -1,9 +1,11 @@
 """Lazily created, cached Google Cloud clients: the only module that imports them.
 
 Each accessor imports its client library on first call, so a function that never publishes never
-pays for importing Pub/Sub (about 0.5 s of cold start). With an emulator host configured, the
-client talks to it over an insecure channel: ``CloudTasksClient(client_options=...)`` would open
-TLS and fail against a local server (see docs/google-quirks.md).
+pays for importing Pub/Sub (about 0.5 s of cold start). Clients are built for a :class:`Settings`
+(default: :func:`common.settings.settings`) and cached per Settings, so an operator command aimed at
+another target gets clients of its own. With an emulator host configured, the client is given that host
+explicitly, over an insecure channel: ``CloudTasksClient(client_options=...)`` would open TLS and fail
+against a local server, and nothing here writes the host into ``os.environ`` (docs/google-quirks.md).
 """
 
 from __future__ import annotations
@@ -12,23 +14,17 @@ import threading
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from common.settings import settings
+from common.settings import Settings, settings
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from google.cloud import firestore as _firestore
     from google.cloud import pubsub_v1, scheduler_v1, secretmanager, tasks_v2  # type: ignore[attr-defined]
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 #: Seconds the publisher waits to fill a batch (see :func:`publisher`).
 PUBLISH_BATCH_LATENCY = 0.001
-
-
-def _emulator_env(variable: str, host: str | None) -> None:
-    """Google's clients read emulator hosts from the environment only: copy the setting there."""
-    if host:
-        import os
-
-        os.environ.setdefault(variable, host)
+#: Distinct Settings whose clients are kept (the process's own, plus a few operator targets).
+_PER_SETTINGS = 4
 
 
 def _anonymous() -> Any:
@@ -37,21 +33,39 @@ def _anonymous() -> Any:
     return AnonymousCredentials()
 
 
-@lru_cache(maxsize=1)
-def firestore() -> _firestore.Client:
+def _insecure_channel(host: str) -> Any:
+    import grpc
+
+    return grpc.insecure_channel(host)
+
+
+def firestore(s: Settings | None = None) -> _firestore.Client:
     """The Firestore client (the emulator when ``FIRESTORE_EMULATOR_HOST`` is set)."""
+    return _firestore_for(s or settings())
+
+
+@lru_cache(maxsize=_PER_SETTINGS)
+def _firestore_for(s: Settings) -> _firestore.Client:
     with _lock:
         from google.cloud import firestore as fs
 
-        s = settings()
-        if s.firestore_emulator_host:
-            _emulator_env("FIRESTORE_EMULATOR_HOST", s.firestore_emulator_host)
-            return fs.Client(project=s.project, credentials=_anonymous())
-        return fs.Client(project=s.project)
+        if not s.firestore_emulator_host:
+            return fs.Client(project=s.project)
+        client = fs.Client(project=s.project, credentials=_anonymous())
+        # The client reads its emulator host from FIRESTORE_EMULATOR_HOST in __init__ and offers no argument for
+        # it; it opens its (insecure) channel on first use from this attribute (docs/google-quirks.md).
+        client._emulator_host = s.firestore_emulator_host
+        return client
 
 
-@lru_cache(maxsize=1)
-def publisher() -> pubsub_v1.PublisherClient:
+def _pubsub_kwargs(s: Settings, transport: Any) -> dict[str, Any]:
+    """The emulator's host as an explicit plaintext transport (the stock client would read PUBSUB_EMULATOR_HOST)."""
+    if not s.pubsub_emulator_host:
+        return {}
+    return {"transport": transport(channel=_insecure_channel(s.pubsub_emulator_host))}
+
+
+def publisher(s: Settings | None = None) -> pubsub_v1.PublisherClient:
     """The Pub/Sub publisher (the emulator when ``PUBSUB_EMULATOR_HOST`` is set), with message ordering on:
     ``common.gcp.pubsub`` gives each job's events the job id as ordering key.
 
@@ -59,24 +73,34 @@ def publisher() -> pubsub_v1.PublisherClient:
     one event at a time and waits for it, so a longer wait never batches anything; it only added 10 ms to
     every publish and about 1 ms of CPU (timer and commit threads).
     """
+    return _publisher_for(s or settings())
+
+
+@lru_cache(maxsize=_PER_SETTINGS)
+def _publisher_for(s: Settings) -> pubsub_v1.PublisherClient:
     with _lock:
         from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+        from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 
-        _emulator_env("PUBSUB_EMULATOR_HOST", settings().pubsub_emulator_host)
         return pubsub_v1.PublisherClient(
             batch_settings=pubsub_v1.types.BatchSettings(max_latency=PUBLISH_BATCH_LATENCY),
             publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True),
+            **_pubsub_kwargs(s, PublisherGrpcTransport),
         )
 
 
-@lru_cache(maxsize=1)
-def subscriber() -> pubsub_v1.SubscriberClient:
+def subscriber(s: Settings | None = None) -> pubsub_v1.SubscriberClient:
     """The Pub/Sub subscriber, for admin work (subscriptions, dead letters)."""
+    return _subscriber_for(s or settings())
+
+
+@lru_cache(maxsize=_PER_SETTINGS)
+def _subscriber_for(s: Settings) -> pubsub_v1.SubscriberClient:
     with _lock:
         from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+        from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
-        _emulator_env("PUBSUB_EMULATOR_HOST", settings().pubsub_emulator_host)
-        return pubsub_v1.SubscriberClient()
+        return pubsub_v1.SubscriberClient(**_pubsub_kwargs(s, SubscriberGrpcTransport))
 
 
 def tasks_client_for(host: str | None) -> tasks_v2.CloudTasksClient:
@@ -85,11 +109,9 @@ def tasks_client_for(host: str | None) -> tasks_v2.CloudTasksClient:
 
     if not host:
         return tasks_v2.CloudTasksClient()
-    import grpc
     from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
-    channel = grpc.insecure_channel(host)
-    return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+    return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=_insecure_channel(host)))
 
 
 def scheduler_client_for(host: str | None) -> scheduler_v1.CloudSchedulerClient:
@@ -98,60 +120,72 @@ def scheduler_client_for(host: str | None) -> scheduler_v1.CloudSchedulerClient:
 
     if not host:
         return scheduler_v1.CloudSchedulerClient()
-    import grpc
     from google.cloud.scheduler_v1.services.cloud_scheduler.transports import CloudSchedulerGrpcTransport
 
-    channel = grpc.insecure_channel(host)
-    return scheduler_v1.CloudSchedulerClient(transport=CloudSchedulerGrpcTransport(channel=channel))
+    return scheduler_v1.CloudSchedulerClient(transport=CloudSchedulerGrpcTransport(channel=_insecure_channel(host)))
 
 
-@lru_cache(maxsize=1)
-def tasks() -> tasks_v2.CloudTasksClient:
+def tasks(s: Settings | None = None) -> tasks_v2.CloudTasksClient:
     """The Cloud Tasks client (the project's emulator when ``CLOUD_TASKS_EMULATOR_HOST`` is set)."""
+    return _tasks_for((s or settings()).tasks_emulator_host)
+
+
+@lru_cache(maxsize=_PER_SETTINGS)
+def _tasks_for(host: str | None) -> tasks_v2.CloudTasksClient:
     with _lock:
-        return tasks_client_for(settings().tasks_emulator_host)
+        return tasks_client_for(host)
 
 
-@lru_cache(maxsize=1)
-def scheduler() -> scheduler_v1.CloudSchedulerClient:
+def scheduler(s: Settings | None = None) -> scheduler_v1.CloudSchedulerClient:
     """The Cloud Scheduler client (the project's emulator when ``CLOUD_SCHEDULER_EMULATOR_HOST`` is set)."""
+    return _scheduler_for((s or settings()).scheduler_emulator_host)
+
+
+@lru_cache(maxsize=_PER_SETTINGS)
+def _scheduler_for(host: str | None) -> scheduler_v1.CloudSchedulerClient:
     with _lock:
-        return scheduler_client_for(settings().scheduler_emulator_host)
+        return scheduler_client_for(host)
 
 
-@lru_cache(maxsize=1)
-def secret_manager() -> secretmanager.SecretManagerServiceClient:
+def secret_manager(s: Settings | None = None) -> secretmanager.SecretManagerServiceClient:
     """The Secret Manager client; with ``TRIBUTARY_SECRET_MANAGER_EMULATOR_HOST`` it talks plaintext gRPC there.
 
     Google ships no Secret Manager emulator: the host setting exists for the tests' fake
     (``tests/fakes/secretmanager.py``).
     """
+    return _secret_manager_for((s or settings()).secret_manager_emulator_host)
+
+
+@lru_cache(maxsize=_PER_SETTINGS)
+def _secret_manager_for(host: str | None) -> secretmanager.SecretManagerServiceClient:
     with _lock:
         from google.cloud import secretmanager
 
-        host = settings().secret_manager_emulator_host
         if not host:
             return secretmanager.SecretManagerServiceClient()
-        import grpc
         from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
             SecretManagerServiceGrpcTransport,
         )
 
-        channel = grpc.insecure_channel(host)
-        return secretmanager.SecretManagerServiceClient(transport=SecretManagerServiceGrpcTransport(channel=channel))
+        transport = SecretManagerServiceGrpcTransport(channel=_insecure_channel(host))
+        return secretmanager.SecretManagerServiceClient(transport=transport)
 
 
-@lru_cache(maxsize=1)
-def storage() -> Any:
+def storage(s: Settings | None = None) -> Any:
     """The Cloud Storage client, for gs:// outputs.
 
     With ``STORAGE_EMULATOR_HOST`` set (a URL, scheme included) the client library itself sends every
     request there with anonymous credentials; Google ships no emulator, ``tests/fakes/gcs.py`` is one.
     """
+    return _storage_for((s or settings()).project)
+
+
+@lru_cache(maxsize=_PER_SETTINGS)
+def _storage_for(project: str) -> Any:
     with _lock:
         from google.cloud import storage as gcs  # type: ignore[attr-defined]
 
-        return gcs.Client(project=settings().project)
+        return gcs.Client(project=project)
 
 
 def bounded_call() -> dict[str, Any]:
@@ -175,5 +209,13 @@ def _bounded(deadline: float) -> dict[str, Any]:
 
 def reset_clients() -> None:
     """Drop every cached client (tests point them at fresh emulators)."""
-    for fn in (firestore, publisher, subscriber, tasks, scheduler, secret_manager, storage):
-        fn.cache_clear()
+    for cached in (
+        _firestore_for,
+        _publisher_for,
+        _subscriber_for,
+        _tasks_for,
+        _scheduler_for,
+        _secret_manager_for,
+        _storage_for,
+    ):
+        cached.cache_clear()

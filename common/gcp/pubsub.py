@@ -1,4 +1,4 @@
-"""Publishing job events to the ``ingest-events`` topic, one ordering key per job.
+"""Publishing job events to the events topic (``TRIBUTARY_TOPIC``, default ``ingest-events``), one ordering key per job.
 
 Each event carries ``ordering_key=job_id``, and the ``status-push`` subscription is created with message
 ordering (``common/local/stack.py``, ``deploy.sh``), so Pub/Sub pushes one job's events one after another
@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Any
 
 from common.core.errors import TransientError
 from common.core.events import TYPE_PREFIX, Event
+from common.gcp import names
 from common.gcp.clients import publisher
-from common.settings import settings
 
 log = logging.getLogger("tributary.publish")
 
@@ -28,9 +29,31 @@ PUBLISH_TIMEOUT = 30.0
 PUBLISH_ATTEMPTS = 2
 
 
+#: The ``status-push`` subscription's ack deadline, seconds (the local stack and the deploy plan both use it).
+ACK_DEADLINE = 60
+#: The push subscription delivers one job's events in order (the job id is the ordering key), so the status
+#: function's transactions of one job do not contend. Pub/Sub fixes this when the subscription is created;
+#: ``deploy.sh`` warns about an existing one without it.
+MESSAGE_ORDERING = True
+
+
 def topic_path() -> str:
-    s = settings()
-    return f"projects/{s.project}/topics/{s.topic}"
+    """The events topic (``names.topic_path``)."""
+    return names.topic_path()
+
+
+def status_push_subscription(topic: str, push_endpoint: str) -> dict[str, Any]:
+    """The local ``status-push`` subscription (a ``create_subscription`` request, without its name).
+
+    As ``deploy.sh`` creates it, with message ordering, but without a dead_letter_policy: the Pub/Sub
+    emulator never pushes to a subscription that has one (docs/google-quirks.md).
+    """
+    return {
+        "topic": topic,
+        "push_config": {"push_endpoint": push_endpoint},
+        "ack_deadline_seconds": ACK_DEADLINE,
+        "enable_message_ordering": MESSAGE_ORDERING,
+    }
 
 
 def publish(event: Event) -> str:

@@ -1,7 +1,9 @@
 """Secrets: the environment (``TRIBUTARY_SECRET_<NAME>``), a local file, then Secret Manager; cached.
 
 Locally (the dev stack) secrets come from the environment or from ``.tributary/secrets.json``, which
-``tributary secrets set --local`` writes; in the cloud from Secret Manager.
+``tributary secrets set --local`` writes; in the cloud from Secret Manager. The ``TRIBUTARY_SECRET_<NAME>``
+variables are secret values, one per declared secret (Cloud Run resolves them at start-up), not settings, so
+they are read here and never kept in :class:`common.settings.Settings`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import threading
 from pathlib import Path
 
 from common.core.errors import ConfigError, TransientError
+from common.gcp import names
+from common.gcp.clients import bounded_call, secret_manager
 from common.settings import settings
 
 _cache: dict[str, str] = {}
@@ -20,7 +24,7 @@ _lock = threading.Lock()
 
 
 def local_file() -> Path:
-    return Path(os.environ.get("TRIBUTARY_SECRETS_FILE", ".tributary/secrets.json")).resolve()
+    return Path(settings().secrets_file).resolve()
 
 
 def _local(name: str) -> str | None:
@@ -47,7 +51,7 @@ def get_secret(name: str) -> str | None:
     with _lock:
         if name in _cache:
             return _cache[name]
-    if settings().firestore_emulator_host or os.environ.get("TRIBUTARY_NO_SECRET_MANAGER"):
+    if settings().firestore_emulator_host or settings().no_secret_manager:
         return None  # local stack: the environment is the only store
     value = _from_secret_manager(name)
     if value is not None:
@@ -59,9 +63,7 @@ def get_secret(name: str) -> str | None:
 def _from_secret_manager(name: str) -> str | None:
     from google.api_core import exceptions as gexc
 
-    from common.gcp.clients import bounded_call, secret_manager
-
-    path = f"projects/{settings().project}/secrets/{name}/versions/latest"
+    path = names.secret_version_path(name)
     try:
         response = secret_manager().access_secret_version(name=path, **bounded_call())
     except gexc.NotFound:
@@ -92,18 +94,16 @@ def set_secret(name: str, value: str, *, local: bool = False) -> str:
         return str(file)
     from google.api_core import exceptions as gexc
 
-    from common.gcp.clients import secret_manager
-
     client = secret_manager()
-    parent = f"projects/{settings().project}"
+    parent, secret = names.project_path(), names.secret_path(name)
     try:
         with contextlib.suppress(gexc.AlreadyExists):
             client.create_secret(
                 request={"parent": parent, "secret_id": name, "secret": {"replication": {"automatic": {}}}}
             )
-        client.add_secret_version(request={"parent": f"{parent}/secrets/{name}", "payload": {"data": value.encode()}})
+        client.add_secret_version(request={"parent": secret, "payload": {"data": value.encode()}})
     except gexc.GoogleAPICallError as exc:
         raise ConfigError(f"Secret Manager refused to store {name}: {exc}") from exc
     with _lock:
         _cache[name] = value
-    return f"{parent}/secrets/{name}"
+    return secret

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
+from common.gcp import names
 from common.gcp.clients import tasks
 from common.settings import settings
 from common.sources.base import Part, QueueConfig, Source
@@ -28,8 +29,8 @@ class TaskPayload(BaseModel):
 
 
 def queue_path(source: str) -> str:
-    s = settings()
-    return f"projects/{s.project}/locations/{s.region}/queues/{s.queue_prefix}{source}"
+    """The source's queue (``names.queue_path``)."""
+    return names.queue_path(source)
 
 
 def queue_spec(source: type[Source] | Source) -> Any:
@@ -64,9 +65,8 @@ def ensure_queue(source: type[Source] | Source) -> None:
     from google.api_core.exceptions import AlreadyExists
 
     spec = queue_spec(source)
-    parent = spec.name.rsplit("/queues/", 1)[0]
     try:
-        tasks().create_queue(parent=parent, queue=spec)
+        tasks().create_queue(parent=names.location_path(), queue=spec)
     except AlreadyExists:
         tasks().update_queue(queue=spec)
 
@@ -100,7 +100,7 @@ def enqueue(payload: TaskPayload, source: type[Source] | Source, *, schedule_tim
         http.oidc_token = tasks_v2.OidcToken(service_account_email=s.invoker_service_account)
     deadline = duration_pb2.Duration(seconds=int(source.queue.dispatch_deadline))
     task = tasks_v2.Task(
-        name=f"{queue_path(payload.source)}/tasks/{task_id(payload.job_id, payload.part)}",
+        name=names.task_path(payload.source, task_id(payload.job_id, payload.part)),
         http_request=http,
         dispatch_deadline=deadline,
     )
@@ -113,6 +113,18 @@ def enqueue(payload: TaskPayload, source: type[Source] | Source, *, schedule_tim
         return True
     except AlreadyExists:
         return False
+
+
+def task_names(source: type[Source] | Source) -> list[str]:
+    """Every task name in the source's queue (one listing, for the reaper)."""
+    request = {"parent": queue_path(source.name), "page_size": 1000}
+    return [t.name for t in tasks().list_tasks(request=request)]
+
+
+def has_task(job_id: str, source: type[Source] | Source, task_names: list[str]) -> bool:
+    """Whether ``task_names`` holds a task of the job (its first task, or one of its part tasks)."""
+    first = names.task_path(source.name, task_id(job_id))
+    return any(n == first or n.startswith(first + "--") for n in task_names)
 
 
 #: Parallel CreateTask calls for fan-outs; the gRPC channel multiplexes them, so a few dozen suffice.

@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,173 +20,54 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from common.core.errors import ConfigError
+from common.gcp import clients, names
+from common.gcp.pubsub import status_push_subscription
+from common.gcp.secrets import env_name
+from common.local.emulators.oidc import LocalSigner
+from common.local.ports import DEFAULT_PORTS, free_port, port_free
+from common.local.processes import (
+    alive,
+    emulator_commands,
+    grpc_ready,
+    http_ready,
+    sdk_root,
+    stop_groups,
+    tcp_ready,
+    wait_until,
+)
+from common.local.provisioning import provision
+from common.settings import Settings, reset_settings, use_settings
+from common.sources import all_sources
 
-DEFAULT_PORTS = {
-    "pubsub": 8085,
-    "firestore": 8086,
-    "tasks": 8123,
-    "scheduler": 8124,
-    "scheduler_admin": 8125,
-    "certs": 8126,
-    "replay": 8090,
-    "api": 8080,
-    "ingest": 8081,
-    "status": 8082,
-}
+__all__ = [  # the stack, and what its callers (tests, bench) have always imported from here
+    "DEFAULT_PORTS",
+    "LOCAL_AUTH",
+    "Stack",
+    "StackConfig",
+    "StackState",
+    "alive",
+    "client_env",
+    "down",
+    "emulator_commands",
+    "free_port",
+    "grpc_ready",
+    "http_ready",
+    "port_free",
+    "provision",
+    "sdk_root",
+    "status_push_subscription",
+    "stop_groups",
+    "tcp_ready",
+    "wait_until",
+]
+
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 STARTUP_TIMEOUT = 60.0
 #: TRIBUTARY_AUTH per function in the stack (docs/security.md): the emulators' tasks carry ID tokens, so ingest
 #: verifies them; the Pub/Sub emulator sends none (docs/google-quirks.md), so status cannot; the api stays open
 #: locally (the CLI, n8n and tests call it without credentials) unless StackConfig.auth turns it on.
 LOCAL_AUTH = {"api": "off", "ingest": "on", "status": "off"}
-
-
-def sdk_root() -> Path:
-    """The Google Cloud SDK root: ``CLOUDSDK_ROOT``, ``gcloud info``, or the Debian package's path.
-
-    Raises:
-        ConfigError: no SDK was found (the message says how to install it).
-    """
-    if env := os.environ.get("CLOUDSDK_ROOT"):
-        return Path(env)
-    for guess in ("/usr/lib/google-cloud-sdk", "/usr/share/google-cloud-sdk", "/opt/google-cloud-sdk"):
-        if (Path(guess) / "platform").is_dir():
-            return Path(guess)
-    gcloud = shutil.which("gcloud")
-    if gcloud:
-        gcloud_env = {**os.environ, "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false", "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
-        out = subprocess.run(
-            [gcloud, "info", "--format=value(installation.sdk_root)"],
-            capture_output=True,
-            text=True,
-            env=gcloud_env,
-            timeout=60,
-            check=False,
-        )
-        if out.returncode == 0 and out.stdout.strip():
-            return Path(out.stdout.strip())
-    raise ConfigError(
-        "the Google Cloud SDK (gcloud) was not found. Install it with the emulators: "
-        "`apt-get install google-cloud-cli google-cloud-cli-pubsub-emulator google-cloud-cli-firestore-emulator` "
-        "(Debian/Ubuntu, Google's apt repository), or set CLOUDSDK_ROOT to an SDK folder."
-    )
-
-
-def emulator_commands(host: str, ports: dict[str, int]) -> dict[str, list[str]]:
-    """The direct launch commands of Google's emulators (faster than ``gcloud beta emulators``).
-
-    Raises:
-        ConfigError: an emulator or Java is missing; the message names the package to install.
-    """
-    root = sdk_root()
-    pubsub = root / "platform/pubsub-emulator/bin/cloud-pubsub-emulator"
-    firestore_jar = root / "platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"
-    if not pubsub.exists():
-        raise ConfigError(
-            f"the Pub/Sub emulator is missing ({pubsub}). Install `google-cloud-cli-pubsub-emulator` "
-            "(apt) or run `gcloud components install pubsub-emulator`."
-        )
-    if not firestore_jar.exists():
-        raise ConfigError(
-            f"the Firestore emulator is missing ({firestore_jar}). Install `google-cloud-cli-firestore-emulator` "
-            "(apt) or run `gcloud components install cloud-firestore-emulator`."
-        )
-    java = shutil.which("java")
-    if not java:
-        raise ConfigError("Java 11+ is needed by the Google emulators: install e.g. `openjdk-17-jre-headless`.")
-    return {
-        "pubsub": [str(pubsub), f"--host={host}", f"--port={ports['pubsub']}"],
-        "firestore": [
-            java,
-            "-cp",
-            str(firestore_jar),
-            "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
-            "start",
-            f"--host={host}",
-            f"--port={ports['firestore']}",
-        ],
-    }
-
-
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-            return True
-        except OSError:
-            return False
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(
-    check: Callable[[], bool],
-    what: str,
-    timeout: float,
-    proc: subprocess.Popen[bytes] | None = None,
-    log: Path | None = None,
-) -> None:
-    """Poll ``check`` (bounded) until true.
-
-    Raises:
-        ConfigError: ``proc`` exited, or ``timeout`` passed; the message carries the log's tail.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise ConfigError(f"{what} exited with code {proc.returncode} while starting{_tail(log)}")
-        with contextlib.suppress(Exception):
-            if check():
-                return
-        time.sleep(0.1)
-    raise ConfigError(f"{what} did not become ready within {timeout:.0f} s{_tail(log)}")
-
-
-def _tail(log: Path | None, lines: int = 15) -> str:
-    if log is None or not log.exists():
-        return ""
-    text = log.read_text(errors="replace").splitlines()[-lines:]
-    return f"; last lines of {log}:\n" + "\n".join(text)
-
-
-def http_ready(url: str) -> Callable[[], bool]:
-    return lambda: httpx.get(url, timeout=1.0).status_code < 500
-
-
-def grpc_ready(port: int, host: str = "127.0.0.1") -> Callable[[], bool]:
-    """Ready once a gRPC server answers a call, with anything (an unknown method answers UNIMPLEMENTED).
-
-    An open port is not enough: a listening socket accepts connections before the server serves, and a
-    bench run once saw the first ``create_queue`` wait out its whole 20 s deadline after ``tcp_ready``.
-    """
-
-    def check() -> bool:
-        import grpc
-
-        with grpc.insecure_channel(f"{host}:{port}") as channel:
-            try:
-                channel.unary_unary("/tributary.devstack.Readiness/Ping")(b"", timeout=1.0)
-            except grpc.RpcError as exc:
-                return bool(exc.code() == grpc.StatusCode.UNIMPLEMENTED)
-        return True
-
-    return check
-
-
-def tcp_ready(port: int, host: str = "127.0.0.1") -> Callable[[], bool]:
-    def check() -> bool:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-
-    return check
 
 
 @dataclass
@@ -310,14 +189,12 @@ class Stack:
         Raises:
             ConfigError: something is missing or did not start (the stack is stopped again).
         """
-        if (existing := StackState.load(self.state_dir)) and any(_alive(pid) for pid in existing.pids.values()):
+        if (existing := StackState.load(self.state_dir)) and any(alive(pid) for pid in existing.pids.values()):
             raise ConfigError(f"a stack is already running from {self.state_dir}; `tributary dev down` first")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._choose_ports()
         host, p = self.config.host, self.ports
         key = str(self.state_dir / "oidc-key.pem")
-        from common.local.emulators.oidc import LocalSigner
-
         LocalSigner(key)  # create the shared key once, before any child loads it
         try:
             progress("starting the Pub/Sub and Firestore emulators")
@@ -431,8 +308,6 @@ class Stack:
         return out
 
     def _function_env(self, key_file: Path) -> dict[str, str]:
-        from common.sources import all_sources
-
         host, p = self.config.host, self.ports
         env = {
             "TRIBUTARY_PROJECT": self.config.project,
@@ -444,7 +319,7 @@ class Stack:
             "TRIBUTARY_OUTPUT_URI": (self.state_dir / "data").as_uri(),
             "TRIBUTARY_OIDC_KEY_FILE": str(key_file),
             # Tasks and schedules carry ID tokens of this account, verified against the stack's certs server.
-            "TRIBUTARY_INVOKER_SERVICE_ACCOUNT": f"tributary-invoker@{self.config.project}.iam.gserviceaccount.com",
+            "TRIBUTARY_INVOKER_SERVICE_ACCOUNT": names.invoker_account(self.config.project),
             "TRIBUTARY_OIDC_CERTS_URL": f"http://{host}:{p['certs']}/oauth2/v3/certs",
             "TRIBUTARY_API_URL": f"http://{host}:{p['api']}",
             "TRIBUTARY_NO_SECRET_MANAGER": "1",
@@ -452,8 +327,6 @@ class Stack:
         if self.config.scheduler:
             env["CLOUD_SCHEDULER_EMULATOR_HOST"] = f"{host}:{p['scheduler']}"
         if self.config.replay_dir is not None:
-            from common.gcp.secrets import env_name
-
             for s in all_sources():
                 env[f"TRIBUTARY_{s.name.upper()}_BASE_URL"] = f"http://{host}:{p['replay']}/{s.name}"
                 for secret in s.secrets:  # recorded upstreams accept any key; never forward a real one
@@ -461,38 +334,21 @@ class Stack:
         env.update(self.config.env)
         return env
 
+    def settings(self, **extra: str) -> Settings:
+        """The settings of the stack's functions (plus ``extra`` variables), for clients in this process."""
+        return Settings.from_env({**self.env, **extra})
+
     def _provision(self) -> None:
         """Topic, dead-letter topic, push subscription to the status function, one queue per source."""
-        with client_env(self.env):
-            from google.api_core.exceptions import AlreadyExists
-
-            from common.gcp import clients
-            from common.gcp.tasks import ensure_queue
-            from common.ops.deploy_plan import SUBSCRIPTION
-            from common.sources import all_sources
-
-            project, host = self.config.project, self.config.host
-            topic = f"projects/{project}/topics/ingest-events"
-            dead = f"projects/{project}/topics/ingest-events-dead"
-            pub, sub = clients.publisher(), clients.subscriber()
-            for t in (topic, dead):
-                with contextlib.suppress(AlreadyExists):
-                    pub.create_topic(name=t)
-            push = f"http://{host}:{self.ports['status']}/{topic}"
-            for name, request in (
-                (SUBSCRIPTION, status_push_subscription(topic, push)),
-                ("ingest-events-dead-pull", {"topic": dead}),
-            ):
-                with contextlib.suppress(AlreadyExists):
-                    sub.create_subscription(request={"name": f"projects/{project}/subscriptions/{name}", **request})
-            for source in all_sources():
-                ensure_queue(source)
+        with use_settings(self.settings()):
+            provision(f"http://{self.config.host}:{self.ports['status']}")
 
     def _sync_schedules(self) -> None:
-        with client_env({**self.env, "TRIBUTARY_API_URL": self.endpoints()["api_url"]}):
-            from scheduler.sync import sync_schedules
+        api_url = self.endpoints()["api_url"]
+        from scheduler.sync import sync_schedules  # imports the Cloud Scheduler client library
 
-            sync_schedules(api_url=self.endpoints()["api_url"])
+        with use_settings(self.settings(TRIBUTARY_API_URL=api_url)):
+            sync_schedules(api_url=api_url)
 
     # ---- one component (fault injection: kill an instance, restart an emulator) ----------------
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
@@ -552,49 +408,6 @@ class Stack:
         down(self.state_dir)
 
 
-def status_push_subscription(topic: str, push_endpoint: str) -> dict[str, Any]:
-    """The local ``status-push`` subscription (a ``create_subscription`` request, without its name).
-
-    As ``deploy.sh`` creates it, with message ordering (one job's events are pushed one after another,
-    common/gcp/pubsub.py), but without a dead_letter_policy: the Pub/Sub emulator never pushes to a
-    subscription that has one (docs/google-quirks.md).
-    """
-    from common.ops.deploy_plan import ACK_DEADLINE, MESSAGE_ORDERING
-
-    return {
-        "topic": topic,
-        "push_config": {"push_endpoint": push_endpoint},
-        "ack_deadline_seconds": ACK_DEADLINE,
-        "enable_message_ordering": MESSAGE_ORDERING,
-    }
-
-
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):  # reap our own exited child: a zombie leader keeps the group
-        os.waitpid(pid, os.WNOHANG)
-    try:
-        os.killpg(pid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
-def stop_groups(pids: dict[str, int], timeout: float = 10.0) -> list[str]:
-    """SIGTERM each process group, then SIGKILL what is left after ``timeout``; returns the names stopped."""
-    stopped = []
-    for name, pid in pids.items():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGTERM)
-            stopped.append(name)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_alive(pid) for pid in pids.values()):
-        time.sleep(0.1)
-    for pid in pids.values():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-    return stopped
-
-
 def down(state_dir: Path) -> list[str]:
     """Stop the stack recorded in ``state_dir``; returns the names of what was running."""
     state = StackState.load(state_dir.resolve())
@@ -608,13 +421,10 @@ def down(state_dir: Path) -> list[str]:
 @contextlib.contextmanager
 def client_env(env: dict[str, str]) -> Any:
     """Point this process's settings and cached clients at the stack in ``env`` for a block."""
-    from common.gcp.clients import reset_clients
-    from common.settings import reset_settings
-
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     reset_settings()
-    reset_clients()
+    clients.reset_clients()
     try:
         yield
     finally:
@@ -624,4 +434,4 @@ def client_env(env: dict[str, str]) -> Any:
             else:
                 os.environ[k] = v
         reset_settings()
-        reset_clients()
+        clients.reset_clients()

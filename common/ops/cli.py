@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from common.core.errors import ConfigError
+from common.local.stack import StackState, alive, down
+from common.ops.dlq import list_dead, replay
+from common.ops.target import Target, resolve
+from common.runtime.reaper import reap
+from common.settings import settings
 
 app = typer.Typer(help="Tributary: event-driven data ingestion on Google Cloud.", no_args_is_help=True)
 dev_app = typer.Typer(help="The local stack: emulators and functions on 127.0.0.1.", no_args_is_help=True)
@@ -74,13 +78,11 @@ def dev_status(
     state_dir: StateDir = DEFAULT_STATE,
 ) -> None:
     """Show the running stack's endpoints (exit 1 when none runs)."""
-    from common.local.stack import StackState, _alive
-
     state = StackState.load(state_dir.resolve())
     if state is None:
         _fail(f"no stack is running from {state_dir} (start one with `tributary dev up`)")
         return
-    alive = {name: _alive(pid) for name, pid in state.pids.items()}
+    alive = {name: alive(pid) for name, pid in state.pids.items()}
     if as_json:
         out.print_json(json.dumps({**state.endpoints, "processes": alive}))
         return
@@ -93,8 +95,6 @@ def dev_status(
 @dev_app.command("down")
 def dev_down(state_dir: StateDir = DEFAULT_STATE) -> None:
     """Stop everything `dev up` started."""
-    from common.local.stack import down
-
     stopped = down(state_dir)
     console.print(f"stopped {', '.join(stopped)}" if stopped else "no stack was running")
 
@@ -109,12 +109,10 @@ def _print_endpoints(endpoints: dict[str, str]) -> None:
 # ---- jobs --------------------------------------------------------------------------------------------
 def api_url(explicit: str | None, state_dir: Path = DEFAULT_STATE) -> str:
     """The API to talk to: --api-url, TRIBUTARY_API_URL, or the running local stack."""
-    from common.local.stack import StackState
-
     if explicit:
         return explicit.rstrip("/")
-    if env := os.environ.get("TRIBUTARY_API_URL"):
-        return env.rstrip("/")
+    if configured := settings().api_url:
+        return configured.rstrip("/")
     state = StackState.load(state_dir.resolve())
     if state is None:
         _fail("no API given: pass --api-url, set TRIBUTARY_API_URL, or start the local stack")
@@ -127,7 +125,7 @@ ApiUrl = Annotated[str | None, typer.Option("--api-url", help="The API's base UR
 
 def _call(method: str, url: str, **kwargs: Any) -> Any:
     headers = kwargs.pop("headers", {})
-    if key := os.environ.get("TRIBUTARY_API_KEY"):
+    if key := settings().api_key:
         headers["X-API-Key"] = key
     try:
         response = httpx.request(method, url, timeout=30, headers=headers, **kwargs)
@@ -342,23 +340,15 @@ def backfill_cmd(
         raise typer.Exit(1)
 
 
-def _stack_env(state_dir: Path = DEFAULT_STATE) -> dict[str, str]:
-    """The running local stack's environment, unless this shell already points somewhere."""
-    from common.local.stack import StackState
-
-    if os.environ.get("FIRESTORE_EMULATOR_HOST") or os.environ.get("GOOGLE_CLOUD_PROJECT"):
-        return {}
-    state = StackState.load(state_dir.resolve())
-    return dict(state.env) if state else {}
+def _target(state_dir: Path = DEFAULT_STATE) -> Target:
+    """The deployment to operate on: the one this shell's settings name, else the running local stack."""
+    return resolve(state_dir)
 
 
 @app.command("reap")
 def reap_cmd(dry_run: Annotated[bool, typer.Option(help="Say what would be done; change nothing.")] = False) -> None:
     """Fail jobs stuck in running and re-enqueue stale queued ones (the reaper, run now)."""
-    from common.local.stack import client_env
-    from common.runtime.reaper import reap
-
-    with client_env(_stack_env()):
+    with _target().active():
         done = reap(dry_run=dry_run)
     table = Table("job", "action", "reason")
     for r in done:
@@ -373,10 +363,7 @@ app.add_typer(dlq_app, name="dlq")
 @dlq_app.command("list")
 def dlq_list(limit: int = 100, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List dead letters (unreadable events, and events whose deliveries ran out)."""
-    from common.local.stack import client_env
-    from common.ops.dlq import list_dead
-
-    with client_env(_stack_env()):
+    with _target().active():
         letters = [d.summary() for d in list_dead(limit=limit)]
     if as_json:
         out.print_json(json.dumps(letters))
@@ -392,10 +379,7 @@ def dlq_replay(
     ids: Annotated[list[str] | None, typer.Argument(help="Dead letters to replay (default: all).")] = None,
 ) -> None:
     """Apply dead letters again; those that apply are removed."""
-    from common.local.stack import client_env
-    from common.ops.dlq import replay
-
-    with client_env(_stack_env()):
+    with _target().active():
         results = replay(set(ids) if ids else None)
     for letter_id, outcome in results:
         out.print(f"{letter_id}: {outcome}")

@@ -27,38 +27,62 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
 import sys
-import tomllib
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-#: What a staged function tree holds besides main.py and requirements.txt.
-PACKAGES = ("common", "functions", "scheduler")
-STAGE_IGNORE = ("__pycache__", "*.pyc", "*.pyo", ".mypy_cache", ".pytest_cache", ".ruff_cache")
-ENTRY_POINTS = ("api", "ingest", "status")
+from common.gcp import names
+from common.gcp.firestore import JOBS, RUNS
+from common.gcp.pubsub import ACK_DEADLINE, MESSAGE_ORDERING
+from common.gcp.secrets import env_name
+from common.gcp.tasks import queue_path
+from common.ops.plan_model import (
+    API_SIZE,
+    STATUS_SIZE,
+    FunctionPlan,
+    FunctionSize,
+    Plan,
+    PlanError,
+    QueuePlan,
+    SecretRef,
+)
+from common.ops.staging import ENTRY_POINTS, MAIN_PY, PACKAGES, REPO, STAGE_IGNORE, requirements, stage
+from common.settings import Settings, settings
+from common.sources import all_sources
+
+__all__ = [
+    "ACK_DEADLINE",
+    "API_SIZE",
+    "ENTRY_POINTS",
+    "MAIN_PY",
+    "MESSAGE_ORDERING",
+    "PACKAGES",
+    "REPO",
+    "STAGE_IGNORE",
+    "STATUS_SIZE",
+    "SUBSCRIPTION",
+    "FunctionPlan",
+    "FunctionSize",
+    "Plan",
+    "PlanError",
+    "QueuePlan",
+    "SecretRef",
+    "build_plan",
+    "main",
+    "requirements",
+    "stage",
+]
 
 RUNTIME = "python311"
-#: Every deployed name starts with this, so Tributary's functions and accounts stand out in a shared project.
-PREFIX = "tributary-"
+PREFIX = names.PREFIX
 #: Placeholder for the project number when it is not known (``deploy.sh --dry-run``).
 NUMBER_PLACEHOLDER = "PROJECT_NUMBER"
 
-SUBSCRIPTION = "status-push"
-#: Messages dead-lettered to a topic without a subscription are lost, so the dead-letter topic gets one.
-DEAD_SUBSCRIPTION_SUFFIX = "-pull"
+SUBSCRIPTION = names.STATUS_SUBSCRIPTION
 #: Pub/Sub allows 5 to 100; the status function acks poison events itself, so only outages reach this.
 MAX_DELIVERY_ATTEMPTS = 10
-ACK_DEADLINE = 60
-#: The push subscription delivers one job's events in order (``common.gcp.pubsub`` uses the job id as ordering
-#: key), so the status function's transactions of one job do not contend. Pub/Sub fixes this when the
-#: subscription is created; ``deploy.sh`` warns about an existing one without it.
-MESSAGE_ORDERING = True
 
 #: Firestore composite indexes for ``common.gcp.firestore.list_jobs`` (an equality filter, newest first).
 #: Firestore merges them for combined filters (source + status), so one per filtered field suffices.
@@ -75,139 +99,6 @@ _EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$")
 _DNS_LABEL = 63
 
 
-class PlanError(ValueError):
-    """The plan cannot be made from this input; the message says what to change."""
-
-
-@dataclass(frozen=True)
-class FunctionSize:
-    memory: str
-    timeout: int
-    max_instances: int
-
-
-#: The shared functions' sizes. The api may create a large backfill (up to 50,000 jobs) in one request.
-API_SIZE = FunctionSize(memory="512Mi", timeout=300, max_instances=20)
-STATUS_SIZE = FunctionSize(memory="512Mi", timeout=60, max_instances=10)
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    source: str  # the source that declares it, or "api"
-    name: str
-    env: str
-    account: str = ""  # the runtime service account that reads it
-
-    @property
-    def flag(self) -> str:
-        """The ``--set-secrets`` entry: the env var the code reads, from the secret's newest version."""
-        return f"{self.env}={self.name}:latest"
-
-
-@dataclass(frozen=True)
-class QueuePlan:
-    source: str
-    name: str
-    max_dispatches_per_second: str
-    max_concurrent_dispatches: int
-    max_attempts: int
-    min_backoff: str
-    max_backoff: str
-    max_doublings: int
-
-
-@dataclass(frozen=True)
-class FunctionPlan:
-    kind: str  # api | status | ingest
-    name: str
-    entry_point: str
-    memory: str
-    timeout: str
-    max_instances: int
-    env: dict[str, str]
-    source: str | None = None
-    secrets: tuple[SecretRef, ...] = ()
-
-    @property
-    def env_flag(self) -> str:
-        """The ``--set-env-vars`` value (gcloud's ``^;^`` escape when a value holds a comma)."""
-        items = [f"{k}={v}" for k, v in self.env.items()]
-        if any("," in v for v in self.env.values()):
-            return "^;^" + ";".join(items)
-        return ",".join(items)
-
-    @property
-    def secrets_flag(self) -> str:
-        return ",".join(s.flag for s in self.secrets)
-
-
-@dataclass
-class Plan:
-    project: str
-    region: str
-    project_number: str
-    bucket: str
-    consts: dict[str, str]
-    queues: list[QueuePlan]
-    functions: list[FunctionPlan]
-    secrets: list[SecretRef]
-    schedules: list[tuple[str, str, str]]
-    indexes: list[tuple[str, str, str]] = field(default_factory=list)
-    #: Things that will not stop the deploy but may break the deployed functions.
-    warnings: list[str] = field(default_factory=list)
-
-    def as_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        for fn, raw in zip(self.functions, out["functions"], strict=True):
-            raw["env_flag"] = fn.env_flag
-            raw["secrets_flag"] = fn.secrets_flag
-        return out
-
-    def records(self) -> Iterable[tuple[str, ...]]:
-        for key, value in self.consts.items():
-            yield ("const", key, value)
-        for q in self.queues:
-            yield (
-                "queue",
-                q.source,
-                q.name,
-                q.max_dispatches_per_second,
-                str(q.max_concurrent_dispatches),
-                str(q.max_attempts),
-                q.min_backoff,
-                q.max_backoff,
-                str(q.max_doublings),
-            )
-        for fn in self.functions:
-            yield (
-                "function",
-                fn.kind,
-                fn.name,
-                fn.entry_point,
-                fn.memory,
-                fn.timeout,
-                str(fn.max_instances),
-                fn.source or "-",
-                fn.env_flag,
-                fn.secrets_flag or "-",
-            )
-        for s in self.secrets:
-            yield ("secret", s.source, s.name, s.env, s.account)
-        for collection, fld, order in self.indexes:
-            yield ("index", collection, fld, order)
-        for source, cron, zone in self.schedules:
-            yield ("schedule", source, cron, zone)
-
-    def shell(self) -> str:
-        lines = []
-        for record in self.records():
-            for value in record:
-                if not value or "\t" in value or "\n" in value:
-                    raise PlanError(f"cannot write {record[:2]} as a shell record: field {value!r}")
-            lines.append("\t".join(record))
-        return "\n".join(lines) + "\n"
-
-
 # ------------------------------------------------------------------------------------------ helpers
 
 
@@ -220,8 +111,8 @@ def rate(value: float) -> str:
     return f"{value:g}"
 
 
-def service_account(account_id: str, project: str) -> str:
-    return f"{account_id}@{project}.iam.gserviceaccount.com"
+service_account = names.service_account
+function_name = names.function_name
 
 
 def run_url(service: str, project_number: str, region: str) -> str:
@@ -236,10 +127,6 @@ def run_url(service: str, project_number: str, region: str) -> str:
             f"({len(service) + 1 + len(project_number)} > {_DNS_LABEL} characters); use a shorter source name"
         )
     return f"https://{service}-{project_number}.{region}.run.app"
-
-
-def function_name(kind: str, source: str | None = None) -> str:
-    return f"{PREFIX}{kind}" + (f"-{source}" if source else "")
 
 
 def _check_token(what: str, value: str) -> str:
@@ -284,13 +171,7 @@ def build_plan(
     Raises:
         PlanError: an unknown source in ``only``, or a name Google would refuse.
     """
-    from common.gcp.secrets import env_name
-    from common.gcp.tasks import queue_path
-    from common.settings import Settings, settings
-
     if sources is None:
-        from common.sources import all_sources
-
         sources = all_sources()
     _check_token("project", project)
     _check_token("region", region)
@@ -323,7 +204,7 @@ def build_plan(
     if s.topic != defaults.topic:
         env["TRIBUTARY_TOPIC"] = s.topic
     warnings = []
-    if extra := os.environ.get("TRIBUTARY_EXTRA_SOURCES", "").strip():
+    if extra := s.extra_sources.strip():
         env["TRIBUTARY_EXTRA_SOURCES"] = extra
         for entry in filter(None, (e.strip() for e in extra.split(","))):
             if entry.split(".", 1)[0] not in PACKAGES:
@@ -344,10 +225,10 @@ def build_plan(
         "sa_status": accounts["status"],
         "sa_invoker": accounts["invoker"],
         "pubsub_agent": f"service-{project_number}@gcp-sa-pubsub.iam.gserviceaccount.com",
-        "topic": s.topic,
-        "dead_topic": f"{s.topic}-dead",
+        "topic": names.topic_id(s),
+        "dead_topic": names.dead_topic_id(s),
         "subscription": SUBSCRIPTION,
-        "dead_subscription": f"{s.topic}-dead{DEAD_SUBSCRIPTION_SUFFIX}",
+        "dead_subscription": names.dead_subscription_id(s),
         "max_delivery_attempts": str(MAX_DELIVERY_ATTEMPTS),
         "ack_deadline": str(ACK_DEADLINE),
         "message_ordering": "true" if MESSAGE_ORDERING else "false",
@@ -355,17 +236,16 @@ def build_plan(
         "status_function": function_name("status"),
         "api_url": api_url,
         "status_url": status_url,
-        # functions-framework takes the topic from the push path (projects/P/topics/T).
-        "push_endpoint": f"{status_url}/projects/{project}/topics/{s.topic}",
+        "push_endpoint": names.push_endpoint(status_url, s.model_copy(update={"project": project})),
         "push_audience": status_url,
         "ingest_url": ingest_template,
     }
 
     queues, functions, secrets, schedules = [], [], [], []
     registered = list(sources)
-    names = [src.name for src in registered]
-    if len(set(names)) != len(names):
-        dupes = sorted({n for n in names if names.count(n) > 1})
+    source_names = [src.name for src in registered]
+    if len(set(source_names)) != len(source_names):
+        dupes = sorted({n for n in source_names if source_names.count(n) > 1})
         raise PlanError(f"source(s) registered twice: {', '.join(dupes)}")
     for src in select_sources(registered, only):
         if not _SOURCE_NAME.match(src.name):
@@ -451,10 +331,8 @@ def build_plan(
                 secrets=fn_secrets,
             )
         )
-    from common.gcp.firestore import JOBS, RUNS
-
     indexes = [(JOBS, fld, INDEX_ORDER_FIELD) for fld in INDEXED_FIELDS]
-    # common.gcp.firestore._last_runs: a source's last successful run (status ==, newest first).
+    # common.gcp.firestore.sources.last_runs: a source's last successful run (status ==, newest first).
     indexes.append((RUNS, "status", "finished_at"))
     return Plan(
         project=project,
@@ -469,53 +347,6 @@ def build_plan(
         indexes=indexes,
         warnings=warnings,
     )
-
-
-# ------------------------------------------------------------------------------------------ staging
-
-MAIN_PY = '''"""Cloud Functions entry point ``{name}``, generated by ``common.ops.deploy_plan --stage``; do not edit.
-
-The repository has no top-level main.py: the code lives in ``functions/{name}.py``. The name is
-re-exported unchanged, so the signature its decorator registered (HTTP or CloudEvent) still applies.
-"""
-
-from functions.{name} import {name}
-
-__all__ = ["{name}"]
-'''
-
-
-def requirements(pyproject: Path = REPO / "pyproject.toml") -> str:
-    """``requirements.txt`` from pyproject's runtime dependencies, which must all be pinned (``==``).
-
-    Raises:
-        PlanError: a dependency is not pinned to one version.
-    """
-    deps = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"]
-    pinned = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!_-]+(\s*;.+)?$")
-    loose = [d for d in deps if not pinned.match(d.strip())]
-    if loose:
-        raise PlanError(f"pyproject.toml dependencies must be pinned with ==: {', '.join(loose)}")
-    header = "# Generated from pyproject.toml by common.ops.deploy_plan --stage; do not edit.\n"
-    return header + "".join(f"{d.strip()}\n" for d in deps)
-
-
-def stage(function: str, dest: Path, repo: Path = REPO) -> Path:
-    """Write a deployable tree for ``function`` into ``dest`` (which must be empty or absent).
-
-    Raises:
-        PlanError: unknown function, or ``dest`` is not empty.
-    """
-    if function not in ENTRY_POINTS:
-        raise PlanError(f"unknown function {function!r}; one of {', '.join(ENTRY_POINTS)}")
-    if dest.exists() and any(dest.iterdir()):
-        raise PlanError(f"staging directory {dest} is not empty")
-    dest.mkdir(parents=True, exist_ok=True)
-    for package in PACKAGES:
-        shutil.copytree(repo / package, dest / package, ignore=shutil.ignore_patterns(*STAGE_IGNORE))
-    (dest / "main.py").write_text(MAIN_PY.format(name=function), encoding="utf-8")
-    (dest / "requirements.txt").write_text(requirements(repo / "pyproject.toml"), encoding="utf-8")
-    return dest
 
 
 # ---------------------------------------------------------------------------------------------- CLI

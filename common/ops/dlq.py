@@ -1,26 +1,31 @@
 """Dead letters: status events that could not be applied, for an operator to inspect and re-apply.
 
 Two places hold them:
-- ``dead_events/{message_id}`` in Firestore: events the status function could never read (bad JSON,
-  unknown schema). It records them and acks, so Pub/Sub does not redeliver them forever.
-- the ``ingest-events-dead`` topic: events that kept failing transiently until Pub/Sub's
-  ``max_delivery_attempts`` (set by deploy.sh). The pull subscription ``ingest-events-dead-pull``
-  holds them.
+- ``dead_events/{message_id}`` in Firestore (``common.gcp.firestore.deadletters``): events the status
+  function could never read (bad JSON, unknown schema). It records them and acks, so Pub/Sub does not
+  redeliver them forever.
+- the dead-letter topic (``<topic>-dead``): events that kept failing transiently until Pub/Sub's
+  ``max_delivery_attempts`` (set by deploy.sh). Its pull subscription (``<topic>-dead-pull``,
+  ``common.gcp.names.dead_subscription_path``) holds them.
 
 ``replay`` applies each again through the same code as the status function; what applies is removed.
+Both work on the current settings' target: the CLI installs the one it talks to (``common.ops.target``).
 """
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from common.settings import settings
+from common.core.events import Event
+from common.gcp import names
+from common.gcp.clients import subscriber
+from common.gcp.firestore import deadletters
+from common.gcp.firestore.deadletters import record
+from common.gcp.firestore.jobs import record_event
 
-DEAD_EVENTS = "dead_events"
-DEAD_SUBSCRIPTION = "ingest-events-dead-pull"
+#: ``record`` moved to ``common.gcp.firestore.deadletters`` (the status function writes dead letters).
+__all__ = ["DeadLetter", "list_dead", "record", "replay"]
 
 
 @dataclass
@@ -43,52 +48,20 @@ class DeadLetter:
         }
 
 
-def record(message_id: str, raw: bytes, reason: str, attributes: dict[str, str] | None = None) -> None:
-    """Keep an unreadable event (idempotent: the Pub/Sub message id names it)."""
-    from common.gcp.clients import bounded_call, firestore
-
-    doc = firestore().collection(DEAD_EVENTS).document(message_id or "unknown")
-    doc.set(
-        {
-            "reason": reason,
-            "data": base64.b64encode(raw).decode(),
-            "attributes": attributes or {},
-            "received_at": datetime.now(UTC).isoformat(),
-        },
-        **bounded_call(),
-    )
-
-
-def _subscription() -> str:
-    return f"projects/{settings().project}/subscriptions/{DEAD_SUBSCRIPTION}"
-
-
 def _firestore_letters(limit: int) -> list[DeadLetter]:
-    from common.gcp.clients import bounded_call, firestore
-
-    out = []
-    for doc in firestore().collection(DEAD_EVENTS).limit(limit).stream(**bounded_call()):
-        v = doc.to_dict() or {}
-        out.append(
-            DeadLetter(
-                id=doc.id,
-                where="firestore",
-                reason=v.get("reason", ""),
-                data=base64.b64decode(v.get("data", "")),
-                received_at=v.get("received_at", ""),
-            )
-        )
-    return out
+    return [
+        DeadLetter(id=d.id, where="firestore", reason=d.reason, data=d.data, received_at=d.received_at)
+        for d in deadletters.stored(limit)
+    ]
 
 
 def _pull(limit: int) -> list[DeadLetter]:
     """Messages of the dead-letter subscription, leased to this caller (ack or hand back with :func:`_release`)."""
     from google.api_core.exceptions import NotFound
 
-    from common.gcp.clients import subscriber
-
     try:
-        response = subscriber().pull(request={"subscription": _subscription(), "max_messages": limit}, timeout=10)
+        request = {"subscription": names.dead_subscription_path(), "max_messages": limit}
+        response = subscriber().pull(request=request, timeout=10)
     except NotFound:
         return []
     return [
@@ -106,16 +79,14 @@ def _pull(limit: int) -> list[DeadLetter]:
 
 def _release(letters: list[DeadLetter], *, ack: bool) -> None:
     """Acknowledge leased messages (gone for good), or hand them back at once (deadline 0)."""
-    from common.gcp.clients import subscriber
-
     ack_ids = [d.ack_id for d in letters if d.ack_id]
     if not ack_ids:
         return
     if ack:
-        subscriber().acknowledge(request={"subscription": _subscription(), "ack_ids": ack_ids})
+        subscriber().acknowledge(request={"subscription": names.dead_subscription_path(), "ack_ids": ack_ids})
     else:
         subscriber().modify_ack_deadline(
-            request={"subscription": _subscription(), "ack_deadline_seconds": 0, "ack_ids": ack_ids}
+            request={"subscription": names.dead_subscription_path(), "ack_deadline_seconds": 0, "ack_ids": ack_ids}
         )
 
 
@@ -131,10 +102,6 @@ def replay(ids: set[str] | None = None) -> list[tuple[str, str]]:
 
     The subscription is pulled once: what applies is acknowledged, everything else handed back.
     """
-    from common.core.events import Event
-    from common.gcp.clients import bounded_call, firestore
-    from common.gcp.firestore import record_event
-
     results = []
     applied: list[DeadLetter] = []
     leased = _pull(1000)
@@ -150,7 +117,7 @@ def replay(ids: set[str] | None = None) -> list[tuple[str, str]]:
             job = record_event(event)
             results.append((letter.id, f"applied: job {event.data.job_id} is {job.status.value if job else '?'}"))
             if letter.where == "firestore":
-                firestore().collection(DEAD_EVENTS).document(letter.id).delete(**bounded_call())
+                deadletters.delete(letter.id)
             else:
                 applied.append(letter)
     finally:

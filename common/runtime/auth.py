@@ -371,7 +371,10 @@ def verify_public(headers: Mapping[str, str], *, audience: str | Sequence[str]) 
 
 # ---- per function --------------------------------------------------------------------------------
 def auth_enabled(s: Settings | None = None) -> bool:
-    """``auth`` is "on", or "auto" on Google Cloud (Cloud Run and Cloud Functions set ``K_SERVICE``)."""
+    """``auth`` is "on", or "auto" on Google Cloud (Cloud Run and Cloud Functions set ``K_SERVICE``).
+
+    ``K_SERVICE`` is the platform's signal, not a Tributary setting, and is read at each call.
+    """
     s = s or settings()
     return s.auth == "on" or (s.auth == "auto" and bool(os.environ.get("K_SERVICE")))
 
@@ -387,7 +390,7 @@ def audiences_for(function: Function, path: str, s: Settings | None = None) -> t
     if function == "api":
         return (s.api_url,) if s.api_url else ()
     if function == "ingest":
-        source = os.environ.get("TRIBUTARY_SOURCE") or path.strip("/").split("/", 1)[0]
+        source = s.source or path.strip("/").split("/", 1)[0]
         if "{source}" in s.ingest_url and not source:
             return ()
         return (s.ingest_url.replace("{source}", source),)

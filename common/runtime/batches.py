@@ -20,11 +20,14 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from common.core.jobs import Job, JobStatus, canonical_json, is_valid_id, job_id_for
+from common.gcp.firestore import batches as batches_repo
+from common.gcp.firestore import jobs as jobs_repo
+from common.gcp.tasks import TaskPayload, enqueue_many
+from common.runtime.ingest import source_context
 from common.sources.base import Source
 
 log = logging.getLogger("tributary.batches")
 
-BATCHES = "batches"
 #: Firestore round trips in flight while creating a batch's jobs.
 CREATE_CONCURRENCY = 32
 MAX_CHILDREN = 50_000
@@ -70,9 +73,6 @@ def create_children(batch: Batch, source: Source, children: list[dict[str, Any]]
     Raises:
         common.core.errors.BadParams: a planned child's params are invalid (nothing is created).
     """
-    from common.gcp.firestore import create_job
-    from common.gcp.tasks import TaskPayload, enqueue_many
-
     now = datetime.now(UTC)
     jobs = []
     for raw in children:
@@ -82,7 +82,7 @@ def create_children(batch: Batch, source: Source, children: list[dict[str, Any]]
         jobs.append(Job(job_id=job_id, source=source.name, params=stored, trigger=trigger, batch_id=batch.batch_id))
     unique = list({j.job_id: j for j in jobs}.values())
     with ThreadPoolExecutor(max_workers=CREATE_CONCURRENCY, thread_name_prefix="create-job") as pool:
-        results = list(pool.map(create_job, unique))
+        results = list(pool.map(jobs_repo.create_job, unique))
     batch.total = len(unique)
     batch.created = sum(1 for _, new in results if new)
     batch.reused_ids = [job.job_id for job, new in results if not new and job.batch_id != batch.batch_id]
@@ -108,60 +108,31 @@ def create_children(batch: Batch, source: Source, children: list[dict[str, Any]]
 
 def save(batch: Batch) -> Batch:
     """Write the batch document unless it exists; returns the stored batch."""
-    from google.api_core.exceptions import AlreadyExists, Conflict
-
-    from common.gcp.clients import bounded_call, firestore
-
-    ref = firestore().collection(BATCHES).document(batch.batch_id)
-    try:
-        ref.create(batch.model_dump(mode="json"), **bounded_call())
+    stored = batches_repo.create(batch.batch_id, batch.model_dump(mode="json"))
+    if stored is None:
         return batch
-    except (AlreadyExists, Conflict):
-        stored = Batch.model_validate(ref.get(**bounded_call()).to_dict())
-        if batch.total > stored.total:  # a resubmission that planned more (e.g. new slots published since)
-            ref.set(batch.model_dump(mode="json"), **bounded_call())
-            return batch
-        return stored
+    existing = Batch.model_validate(stored)
+    if batch.total > existing.total:  # a resubmission that planned more (e.g. new slots published since)
+        batches_repo.put(batch.batch_id, batch.model_dump(mode="json"))
+        return batch
+    return existing
 
 
 def load(batch_id: str) -> Batch | None:
-    from common.gcp.clients import bounded_call, firestore
-
     if not is_valid_id(batch_id):
         return None
-    snap = firestore().collection(BATCHES).document(batch_id).get(**bounded_call())
-    return Batch.model_validate(snap.to_dict()) if snap.exists else None
+    stored = batches_repo.get(batch_id)
+    return Batch.model_validate(stored) if stored is not None else None
 
 
 def counts(batch_id: str, reused_ids: list[str] | None = None) -> dict[str, int]:
     """Jobs of the batch by status: its own by aggregation queries (nothing read document by document),
     plus the jobs it reused from earlier triggers, read in one batched call."""
-    from google.cloud.firestore_v1.base_query import FieldFilter
-
-    from common.gcp.clients import bounded_call, firestore
-
-    jobs = firestore().collection("jobs")
-    out = {}
-    for status in JobStatus:
-        query = jobs.where(filter=FieldFilter("batch_id", "==", batch_id)).where(
-            filter=FieldFilter("status", "==", status.value)
-        )
-        out[status.value] = _count(query)
-    if reused_ids:
-        refs = [jobs.document(job_id) for job_id in reused_ids]
-        for snap in firestore().get_all(refs, field_paths=["status"], **bounded_call()):
-            value = (snap.to_dict() or {}).get("status") if snap.exists else None
-            if value in out:
-                out[value] += 1
+    out = {status.value: jobs_repo.count_by({"batch_id": batch_id, "status": status.value}) for status in JobStatus}
+    for value in jobs_repo.statuses(reused_ids) if reused_ids else ():
+        if value in out:
+            out[value] += 1
     return out
-
-
-def _count(query: Any) -> int:
-    """The result of a count aggregation (one result set holding one aggregate)."""
-    from common.gcp.clients import bounded_call
-
-    result: Any = query.count().get(**bounded_call())
-    return int(result[0][0].value)
 
 
 def overall(c: dict[str, int], total: int) -> str:
@@ -190,8 +161,6 @@ def plan_backfill(source: Source, start: datetime, end: datetime, raw_params: di
     Raises:
         common.core.errors.IngestError: planning failed (bad params, upstream error).
     """
-    from common.runtime.ingest import source_context
-
     raw = dict(raw_params)
     fields = source.params_model.model_fields
     if "start" in fields and "end" in fields:

@@ -20,11 +20,15 @@ import orjson
 
 from common.core.errors import ConfigError, IngestError, PermanentError, SkippableRecord, TransientError
 from common.core.events import Event, EventData, EventType, PartProgress
+from common.core.schema import arrow_schema
+from common.gcp.firestore import source_state
 from common.gcp.objects import OutputStore, output_store
 from common.gcp.pubsub import publish
+from common.gcp.secrets import get_secret
 from common.gcp.tasks import TaskPayload, enqueue
 from common.sources import get_source
 from common.sources.base import Context, Part, Source
+from common.sources.http import Http
 
 log = logging.getLogger("tributary.ingest")
 
@@ -180,8 +184,6 @@ def write_parquet(items: Iterable[Any], columns: Any, path: Path) -> tuple[int, 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from common.core.schema import arrow_schema
-
     schema = arrow_schema(columns)
     records = skipped = 0
     pending: list[dict[str, Any]] = []  # dict records not yet converted
@@ -235,8 +237,6 @@ def load_secrets(source: Source) -> dict[str, str]:
     """
     if not source.secrets:
         return {}
-    from common.gcp.secrets import get_secret
-
     out = {}
     for name in source.secrets:
         value = get_secret(name)
@@ -254,9 +254,6 @@ def source_context(source: Source, *, secrets: dict[str, str] | None = None) -> 
     """What ``plan``, ``fetch`` and ``backfill`` get: the shared HTTP client (with the source's rate),
     the base URL, the recorded state (read from Firestore when first used), a scratch folder removed
     afterwards, the time, the secrets."""
-    from common.gcp.firestore import source_state
-    from common.sources.http import Http
-
     with Http(rate=source.http_rate, name=source.name) as http, tempfile.TemporaryDirectory(prefix="trib-") as tmp:
         yield Context(
             http=http,

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from common.gcp.tasks import TaskPayload
 from common.runtime.ingest import Delivery, run_task
+from common.sources import get_source
 
 Answer = tuple[dict[str, Any], int, dict[str, str]]
 
@@ -23,8 +24,6 @@ def _error(status: int, code: str, message: str) -> Answer:
 
 def answer_task(body: bytes, headers: dict[str, str], *, expected_source: str | None) -> Answer:
     """Run the task in ``body`` and answer as Cloud Tasks needs. ``headers`` keys are lower-case."""
-    from common.sources import get_source
-
     try:
         payload = TaskPayload.model_validate_json(body)
     except ValidationError as exc:

@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from common.core.events import Event, EventData, EventType
 from common.core.jobs import Job, JobStatus
+from common.gcp.firestore import jobs as jobs_repo
+from common.gcp.tasks import TaskPayload, enqueue, has_task, task_names
+from common.sources import get_source
 
 log = logging.getLogger("tributary.reaper")
 
@@ -35,53 +37,25 @@ class Reaped:
     reason: str
 
 
-def _task_names(source: Any) -> list[str]:
-    """Every task name in the source's queue (listed once per reaper run, not once per job)."""
-    from common.gcp import clients
-    from common.gcp.tasks import queue_path
-
-    return [t.name for t in clients.tasks().list_tasks(request={"parent": queue_path(source.name), "page_size": 1000})]
-
-
-def _has_tasks(job_id: str, source: Any, names: list[str]) -> bool:
-    """Whether the job still has a task in its queue (its first task or a part task)."""
-    from common.gcp.tasks import queue_path
-
-    prefix = f"{queue_path(source.name)}/tasks/{job_id}"
-    return any(n == prefix or n.startswith(prefix + "--") for n in names)
-
-
 def _last_activity(job: Job) -> datetime:
-    from common.gcp import clients
-    from common.gcp.clients import bounded_call
-    from common.gcp.firestore import JOBS, PARTS
-
     times = [t for t in (job.updated_at, job.started_at, job.created_at) if t]
-    parts = clients.firestore().collection(JOBS).document(job.job_id).collection(PARTS).stream(**bounded_call())
-    for part in parts:
-        if part.update_time:
-            times.append(part.update_time)
-    return max(times)
+    return max([*times, *jobs_repo.part_update_times(job.job_id)])
 
 
 def reap(*, now: datetime | None = None, dry_run: bool = False) -> list[Reaped]:
     """Fail stuck running jobs, re-enqueue stale queued ones; returns what was done (or would be)."""
-    from common.gcp.firestore import list_jobs, record_event
-    from common.gcp.tasks import TaskPayload, enqueue
-    from common.sources import get_source
-
     now = now or datetime.now(UTC)
     out: list[Reaped] = []
     queued: dict[str, list[str]] = {}  # source -> task names, listed on first need
-    for job in list_jobs(status=JobStatus.running.value, limit=BATCH):
+    for job in jobs_repo.list_jobs(status=JobStatus.running.value, limit=BATCH):
         source = get_source(job.source)
         limit = timedelta(seconds=source.queue.dispatch_deadline) + GRACE
         idle = now - _last_activity(job)
         if idle <= limit:
             continue
         if source.name not in queued:
-            queued[source.name] = _task_names(source)
-        if _has_tasks(job.job_id, source, queued[source.name]):
+            queued[source.name] = task_names(source)
+        if has_task(job.job_id, source, queued[source.name]):
             out.append(Reaped(job.job_id, "kept", f"idle {idle.total_seconds():.0f} s but its task is still queued"))
             continue
         reason = (
@@ -97,8 +71,8 @@ def reap(*, now: datetime | None = None, dry_run: bool = False) -> list[Reaped]:
                 attempt=job.attempt,
                 error={"kind": "permanent", "type": "Reaped", "message": reason},
             )
-            record_event(Event.make(EventType.failed, data, seq="reaper").model_copy(update={"time": now}))
-    for job in list_jobs(status=JobStatus.queued.value, limit=BATCH):
+            jobs_repo.record_event(Event.make(EventType.failed, data, seq="reaper").model_copy(update={"time": now}))
+    for job in jobs_repo.list_jobs(status=JobStatus.queued.value, limit=BATCH):
         if now - job.created_at <= QUEUED_TOO_LONG:
             continue
         source = get_source(job.source)

@@ -8,6 +8,8 @@ from typing import Any
 
 from common.core.events import Event
 from common.core.jobs import Job
+from common.gcp.firestore import deadletters
+from common.gcp.firestore.jobs import record_event
 
 log = logging.getLogger("tributary.status")
 
@@ -46,15 +48,11 @@ def handle_pubsub(data: Any) -> Job | None:
     Raises:
         Exception: only for transient failures (Firestore unavailable), so Pub/Sub redelivers.
     """
-    from common.gcp.firestore import record_event
-
     try:
         event = decode_pubsub(data)
     except PoisonEvent as exc:
-        from common.ops.dlq import record
-
         log.error("unreadable event %s kept in dead_events: %s", exc.message_id or "?", exc)
-        record(exc.message_id, exc.raw, str(exc), exc.attributes)
+        deadletters.record(exc.message_id, exc.raw, str(exc), exc.attributes)
         return None
     job = record_event(event)
     log.info("applied %s -> %s", event.id, job.status if job else "?")

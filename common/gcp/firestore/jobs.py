@@ -1,7 +1,4 @@
-"""Job and source state in Firestore.
-
-Documents: ``jobs/{job_id}``, ``jobs/{id}/events/{event_id}`` (markers), ``jobs/{id}/parts/{key}``,
-``sources/{name}`` (watermark, cursors) and ``sources/{name}/runs/{job_id}`` (one per finished job).
+"""Jobs in Firestore: ``jobs/{id}``, with event markers (``jobs/{id}/events/{event_id}``) and parts (``…/parts/{key}``).
 
 Each event is applied in one transaction that also writes an event marker, so a redelivered event is
 applied once. Parts of a job write their own documents and the job is finished by counting them, so no
@@ -13,19 +10,19 @@ for up to 300 s (docs/google-quirks.md), so ``GET /v1/jobs/{id}`` hung for minut
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from common.core.events import Event, EventType
+from common.core.events import Event, EventData, EventType
 from common.core.jobs import Job, JobStatus, Progress, apply_event, is_valid_id
-from common.gcp.clients import bounded_call, firestore
-from common.sources.base import SourceState
+from common.gcp.firestore.query import bounded_call, count, db
+from common.gcp.firestore.sources import run_record, run_ref, update_source
+from common.gcp.names import EVENTS, JOBS, PARTS
 
-JOBS, SOURCES, EVENTS, PARTS, RUNS = "jobs", "sources", "events", "parts", "runs"
 
-
-def _job_ref(job_id: str) -> Any:
-    return firestore().collection(JOBS).document(job_id)
+def document(job_id: str) -> Any:
+    """``jobs/{job_id}``."""
+    return db().collection(JOBS).document(job_id)
 
 
 def _load(data: dict[str, Any]) -> Job:
@@ -36,12 +33,12 @@ def create_job(job: Job) -> tuple[Job, bool]:
     """Write ``job`` unless a job with its id exists. Returns the stored job and whether it is new."""
     from google.api_core.exceptions import AlreadyExists, Conflict
 
-    ref = _job_ref(job.job_id)
+    doc = document(job.job_id)
     try:
-        ref.create(job.model_dump(mode="json"), **bounded_call())
+        doc.create(job.model_dump(mode="json"), **bounded_call())
         return job, True
     except (AlreadyExists, Conflict):
-        snap = ref.get(**bounded_call())
+        snap = doc.get(**bounded_call())
         return _load(snap.to_dict()), False
 
 
@@ -49,7 +46,7 @@ def get_job(job_id: str, *, with_progress: bool = True) -> Job | None:
     """The job, with ``progress.done`` counted from its parts while it runs; None when unknown."""
     if not is_valid_id(job_id):
         return None
-    snap = _job_ref(job_id).get(**bounded_call())
+    snap = document(job_id).get(**bounded_call())
     if not snap.exists:
         return None
     job = _load(snap.to_dict())
@@ -64,7 +61,7 @@ def list_jobs(
     """The newest jobs first, filtered by source, status and batch."""
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    query: Any = firestore().collection(JOBS)
+    query: Any = db().collection(JOBS)
     for name, value in (("source", source), ("status", status), ("batch_id", batch_id)):
         if value is not None:
             query = query.where(filter=FieldFilter(name, "==", value))
@@ -74,8 +71,13 @@ def list_jobs(
 
 def count_parts(job_id: str) -> int:
     """How many parts of the job have stored their result (an aggregation query, not a counter)."""
-    result: Any = _job_ref(job_id).collection(PARTS).count().get(**bounded_call())
-    return int(result[0][0].value)
+    return count(document(job_id).collection(PARTS))
+
+
+def part_update_times(job_id: str) -> list[datetime]:
+    """When each stored part of the job was last written (the reaper's signs of life)."""
+    parts = document(job_id).collection(PARTS).stream(**bounded_call())
+    return [part.update_time for part in parts if part.update_time]
 
 
 def record_event(event: Event) -> Job | None:
@@ -86,8 +88,8 @@ def record_event(event: Event) -> Job | None:
     """
     from google.cloud import firestore as fs
 
-    client = firestore()
-    job_ref = _job_ref(event.data.job_id)
+    client = db()
+    job_ref = document(event.data.job_id)
     marker_ref = job_ref.collection(EVENTS).document(event.id)
 
     @fs.transactional
@@ -115,7 +117,7 @@ def record_event(event: Event) -> Job | None:
             transaction.set(job_ref, new.model_dump(mode="json"))
             if new.status.terminal and not job.status.terminal:
                 # The job's own run record, with the job (no other job writes it, so it adds no contention).
-                transaction.set(_run_ref(new), run_record(new, event))
+                transaction.set(run_ref(new), run_record(new, event))
         return (new or job), new is not None
 
     job, _changed = txn(client.transaction())
@@ -135,8 +137,8 @@ def finish_if_complete(job_id: str) -> Job | None:
     """Mark a multi-part job succeeded once all its parts are stored; idempotent."""
     from google.cloud import firestore as fs
 
-    client = firestore()
-    job_ref = _job_ref(job_id)
+    client = db()
+    job_ref = document(job_id)
     snap = job_ref.get(**bounded_call())
     if not snap.exists:
         return None
@@ -150,8 +152,6 @@ def finish_if_complete(job_id: str) -> Job | None:
         if current.status.terminal:
             return current
         parts = [p.to_dict() for p in job_ref.collection(PARTS).stream(transaction=transaction, **bounded_call())]
-        from common.core.events import EventData
-
         watermarks = [p["watermark"] for p in parts if p.get("watermark")]
         cursors: dict[str, str] = {}
         for p in parts:
@@ -175,7 +175,7 @@ def finish_if_complete(job_id: str) -> Job | None:
         if new is None:
             return current
         transaction.set(job_ref, new.model_dump(mode="json"))
-        transaction.set(_run_ref(new), run_record(new, done))
+        transaction.set(run_ref(new), run_record(new, done))
         finished_by.append(done)
         return new
 
@@ -186,105 +186,20 @@ def finish_if_complete(job_id: str) -> Job | None:
     return finished
 
 
-def _run_ref(job: Job) -> Any:
-    return firestore().collection(SOURCES).document(job.source).collection(RUNS).document(job.job_id)
-
-
-def run_record(job: Job, event: Event) -> dict[str, Any]:
-    """``sources/{name}/runs/{job_id}``: what a terminal job leaves on its source."""
-    return {
-        "job_id": job.job_id,
-        "status": job.status.value,
-        "finished_at": event.time.isoformat(),
-        "watermark": event.data.watermark,
-        "error": job.error.model_dump() if job.error else None,
-    }
-
-
-def update_source(job: Job, event: Event) -> None:
-    """Move a source's position forward after a terminal job, without a document that every job writes.
-
-    The job's own record, ``sources/{name}/runs/{job_id}`` (:func:`run_record`), is written in the
-    transaction that finishes it; the last status and the last success are read back from these by query
-    (:func:`source_states`). Here, ``sources/{name}``: the watermark and cursors, in a transaction, and only
-    when this job moves one of them forward, which a cheap read tells first: most jobs (and every failed
-    one) never touch it. A job that reports neither a watermark nor a cursor skips the read too.
-    """
-    from google.cloud import firestore as fs
-
-    ref = firestore().collection(SOURCES).document(job.source)
-    if job.status is not JobStatus.succeeded or not (event.data.watermark or event.data.cursors):
-        return
-    if not _advances(ref.get(**bounded_call()), event):
-        return
-
-    @fs.transactional
-    def txn(transaction: Any) -> None:
-        snap = ref.get(transaction=transaction, **bounded_call())
-        state = (snap.to_dict() or {}) if snap.exists else {}
-        update: dict[str, Any] = {"name": job.source}
-        if event.data.watermark and event.data.watermark > (state.get("watermark") or ""):
-            update["watermark"] = event.data.watermark
-        known = state.get("cursors") or {}
-        advanced = {k: v for k, v in event.data.cursors.items() if v > known.get(k, "")}
-        if advanced:
-            update["cursors"] = {**known, **advanced}
-        transaction.set(ref, update, merge=True)
-
-    txn(firestore().transaction())
-
-
-def _advances(snap: Any, event: Event) -> bool:
-    """Whether the event's watermark or a cursor is past what the source has (compared as strings)."""
-    state = (snap.to_dict() or {}) if snap.exists else {}
-    known = state.get("cursors") or {}
-    if event.data.watermark and event.data.watermark > (state.get("watermark") or ""):
-        return True
-    return any(v > known.get(k, "") for k, v in event.data.cursors.items())
-
-
-def _last_runs(name: str) -> dict[str, Any]:
-    """The last run and the last successful run of a source (two single-document queries)."""
+def count_by(filters: dict[str, str]) -> int:
+    """How many jobs match every ``field == value`` in ``filters`` (one aggregation query)."""
     from google.cloud.firestore_v1.base_query import FieldFilter
 
-    runs = firestore().collection(SOURCES).document(name).collection(RUNS)
-    newest = list(runs.order_by("finished_at", direction="DESCENDING").limit(1).stream(**bounded_call()))
-    out: dict[str, Any] = {}
-    if newest:
-        last = newest[0].to_dict() or {}
-        out.update(
-            last_status=last.get("status"),
-            last_finished_at=last.get("finished_at"),
-            last_job_id=last.get("job_id"),
-            last_error=last.get("error"),
-        )
-    succeeded = runs.where(filter=FieldFilter("status", "==", "succeeded"))
-    best = list(succeeded.order_by("finished_at", direction="DESCENDING").limit(1).stream(**bounded_call()))
-    if best:
-        out["last_success_at"] = (best[0].to_dict() or {}).get("finished_at")
+    query: Any = db().collection(JOBS)
+    for name, value in filters.items():
+        query = query.where(filter=FieldFilter(name, "==", value))
+    return count(query)
+
+
+def statuses(job_ids: list[str]) -> list[str | None]:
+    """The status of each job (None for an unknown one), read in one batched call of that field only."""
+    refs = [document(job_id) for job_id in job_ids]
+    out = []
+    for snap in db().get_all(refs, field_paths=["status"], **bounded_call()):
+        out.append((snap.to_dict() or {}).get("status") if snap.exists else None)
     return out
-
-
-def source_state(name: str) -> SourceState:
-    """What is known of a source, for incremental planning."""
-    snap = firestore().collection(SOURCES).document(name).get(**bounded_call())
-    data: dict[str, Any] = {**((snap.to_dict() or {}) if snap.exists else {}), **_last_runs(name)}
-    last = data.get("last_success_at")
-    return SourceState(
-        watermark=data.get("watermark"),
-        last_success_at=datetime.fromisoformat(last) if last else None,
-        last_status=data.get("last_status"),
-        cursors=dict(data.get("cursors") or {}),
-    )
-
-
-def source_states(names: list[str]) -> dict[str, dict[str, Any]]:
-    """Watermark, cursors, last status and last success of each named source."""
-    client = firestore()
-    refs = [client.collection(SOURCES).document(n) for n in names]
-    positions = {snap.id: (snap.to_dict() or {}) for snap in client.get_all(refs, **bounded_call()) if snap.exists}
-    return {n: {**positions.get(n, {}), **_last_runs(n)} for n in names}
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
