@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from common.settings import Settings
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from scheduler.sync import ApplyResult, Plan
 
@@ -26,14 +28,16 @@ schedule_app = typer.Typer(
 
 ApiUrl = Annotated[
     str,
-    typer.Option("--api-url", envvar="TRIBUTARY_API_URL", help="Base URL of the api function the jobs call."),
+    typer.Option(
+        "--api-url", envvar=list(Settings.env_names("api_url")), help="Base URL of the api function the jobs call."
+    ),
 ]
 ConfigFile = Annotated[
     Path | None,
     typer.Option(
         "--config",
         "-c",
-        envvar="TRIBUTARY_SCHEDULE_OVERRIDES",
+        envvar=list(Settings.env_names("schedule_overrides")),
         help="TOML file of per-source overrides: one table per source with cron, time_zone, paused.",
         exists=True,
         dir_okay=False,

@@ -147,3 +147,8 @@ def service_account(account_id: str, project: str) -> str:
 def invoker_account(project: str) -> str:
     """The account whose ID tokens Cloud Tasks and Cloud Scheduler send."""
     return service_account(f"{PREFIX}invoker", project)
+
+
+def pubsub_service_agent(project_number: str) -> str:
+    """Pub/Sub's own service agent (it forwards dead letters, so it needs roles on the dead-letter topic)."""
+    return f"service-{project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from common.gcp.clients import storage
 from common.settings import settings
 
 
@@ -81,8 +82,6 @@ class GcsStore:
         self.bucket_name, self.prefix = bucket, prefix.strip("/")
 
     def _blob(self, name: str) -> Any:
-        from common.gcp.clients import storage
-
         key = f"{self.prefix}/{name}" if self.prefix else name
         return storage().bucket(self.bucket_name).blob(key, chunk_size=UPLOAD_CHUNK)
 

@@ -11,14 +11,13 @@ from rich.console import Console
 from rich.table import Table
 
 from common.core.errors import ConfigError
+from common.local.samples import materialize
+from common.local.stack import Stack, StackConfig
+from common.sources import all_sources
 
 
 def run_demo(state_dir: Path, *, timeout: float, console: Console, out: Console) -> bool:
     """Run the demo; True when every job succeeded. The stack is always stopped at the end."""
-    from common.local.samples import materialize
-    from common.local.stack import Stack, StackConfig
-    from common.sources import all_sources
-
     replay = materialize(state_dir / "replay")
     stack = Stack(StackConfig(state_dir=state_dir, replay_dir=replay, auto_ports=True))
     with console.status("starting the local stack (emulators + functions)") as status:

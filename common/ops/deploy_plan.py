@@ -37,7 +37,6 @@ from common.gcp import names
 from common.gcp.firestore import JOBS, RUNS
 from common.gcp.pubsub import ACK_DEADLINE, MESSAGE_ORDERING
 from common.gcp.secrets import env_name
-from common.gcp.tasks import queue_path
 from common.ops.plan_model import (
     API_SIZE,
     STATUS_SIZE,
@@ -224,7 +223,7 @@ def build_plan(
         "sa_ingest": accounts["ingest"],
         "sa_status": accounts["status"],
         "sa_invoker": accounts["invoker"],
-        "pubsub_agent": f"service-{project_number}@gcp-sa-pubsub.iam.gserviceaccount.com",
+        "pubsub_agent": names.pubsub_service_agent(project_number),
         "topic": names.topic_id(s),
         "dead_topic": names.dead_topic_id(s),
         "subscription": SUBSCRIPTION,
@@ -254,7 +253,7 @@ def build_plan(
                 "(lowercase letters, digits and '-', starting with a letter)"
             )
         q = src.queue
-        queue_id = queue_path(src.name).rsplit("/", 1)[-1]
+        queue_id = names.queue_id(src.name, s)
         if not _QUEUE_ID.match(queue_id):
             raise PlanError(f"queue name {queue_id!r} for source {src.name!r} is not a valid Cloud Tasks queue id")
         if not 15 <= q.dispatch_deadline <= 1800:

@@ -28,7 +28,6 @@ from common.gcp.secrets import get_secret
 from common.gcp.tasks import TaskPayload, enqueue
 from common.sources import get_source
 from common.sources.base import Context, Part, Source
-from common.sources.http import Http
 
 log = logging.getLogger("tributary.ingest")
 
@@ -254,6 +253,10 @@ def source_context(source: Source, *, secrets: dict[str, str] | None = None) -> 
     """What ``plan``, ``fetch`` and ``backfill`` get: the shared HTTP client (with the source's rate),
     the base URL, the recorded state (read from Firestore when first used), a scratch folder removed
     afterwards, the time, the secrets."""
+    # Imported on first use: the HTTP client's libraries (httpx, limits, tenacity) are cold-start cost for the
+    # api and status functions, which never fetch (tests/sources/test_contract.py holds this).
+    from common.sources.http import Http
+
     with Http(rate=source.http_rate, name=source.name) as http, tempfile.TemporaryDirectory(prefix="trib-") as tmp:
         yield Context(
             http=http,

@@ -486,3 +486,17 @@ def test_status_deployed_with_trigger_http_still_receives_cloudevents(staged: Pa
     (data,) = answer["seen"]
     assert data["message"]["messageId"] == "m-1"
     assert data["message"]["data"] == base64.b64encode(b"{}").decode()
+
+
+def test_a_renamed_topic_renames_every_pubsub_resource_in_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plan, the local stack and the dead-letter tools take their names from common.gcp.names."""
+    from common.gcp import names
+    from common.settings import reset_settings
+
+    monkeypatch.setenv("TRIBUTARY_TOPIC", "events")
+    reset_settings()
+    plan = deploy_plan.build_plan(project="p", region="r", sources=[DeployCheck()])
+    c = plan.consts
+    assert (c["topic"], c["dead_topic"], c["dead_subscription"]) == ("events", "events-dead", "events-dead-pull")
+    assert c["dead_subscription"] == names.dead_subscription_path().rsplit("/", 1)[-1]
+    assert c["push_endpoint"].endswith("/projects/p/topics/events")

@@ -75,3 +75,37 @@ def test_no_function_imports_pydantic_settings() -> None:
     code = "import sys, functions.api, functions.ingest, functions.status; print('pydantic_settings' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_every_resource_name_follows_the_settings() -> None:
+    """One place for names (common/gcp/names.py): renaming the topic renames its dead-letter topic and subscription."""
+    from common.gcp import names
+
+    s = Settings.from_env({"TRIBUTARY_TOPIC": "ev", "TRIBUTARY_PROJECT": "p", "TRIBUTARY_QUEUE_PREFIX": "q-"})
+    assert names.topic_path(s) == "projects/p/topics/ev"
+    assert names.dead_topic_path(s) == "projects/p/topics/ev-dead"
+    assert names.dead_subscription_path(s) == "projects/p/subscriptions/ev-dead-pull"
+    assert names.status_subscription_path(s) == "projects/p/subscriptions/status-push"
+    assert names.queue_path("gdelt", s) == "projects/p/locations/us-central1/queues/q-gdelt"
+    assert names.task_path("gdelt", "j1", s) == "projects/p/locations/us-central1/queues/q-gdelt/tasks/j1"
+    assert names.push_endpoint("http://h:1/", s) == "http://h:1/projects/p/topics/ev"
+    assert names.secret_version_path("K", s=s) == "projects/p/secrets/K/versions/latest"
+
+
+def test_use_settings_steers_settings_and_clients_without_touching_the_environment() -> None:
+    import os
+
+    from common.gcp import clients
+    from common.settings import use_settings
+
+    before = dict(os.environ)
+    target = Settings.from_env(
+        {"FIRESTORE_EMULATOR_HOST": "127.0.0.1:1", "PUBSUB_EMULATOR_HOST": "127.0.0.1:2", "TRIBUTARY_PROJECT": "other"}
+    )
+    with use_settings(target):
+        assert settings() is target
+        firestore, publisher = clients.firestore(), clients.publisher()
+    assert settings() is not target
+    assert dict(os.environ) == before, "no client is steered through os.environ"
+    assert firestore.project == "other" and firestore._emulator_host == "127.0.0.1:1"
+    assert clients.publisher(target) is publisher, "clients are cached per Settings"

@@ -1,0 +1,39 @@
+"""The ``tributary`` command: the local stack, jobs, sources, secrets, and the demo.
+
+One module per concern: :mod:`.dev` (the local stack), :mod:`.jobs` (jobs, sources and backfills through
+the API), :mod:`.operations` (secrets, the reaper, dead letters, the demo), ``scheduler.cli`` (schedules);
+:mod:`.common` holds what they share. Here they are mounted, in the order ``--help`` lists them.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from common.ops.cli.common import api_url
+from common.ops.cli.dev import dev_app
+from common.ops.cli.jobs import backfill_cmd, follow, jobs_app, sources_cmd
+from common.ops.cli.operations import demo, dlq_app, reap_cmd, secrets_app
+
+__all__ = ["api_url", "app", "follow"]
+
+app = typer.Typer(help="Tributary: event-driven data ingestion on Google Cloud.", no_args_is_help=True)
+app.add_typer(dev_app, name="dev")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(secrets_app, name="secrets")
+app.command("sources")(sources_cmd)
+app.command("demo")(demo)
+
+
+def _mount_optional() -> None:
+    """Sub-commands whose modules may be absent in a trimmed deployment bundle."""
+    try:
+        from scheduler.cli import schedule_app
+    except ImportError:  # pragma: no cover
+        return
+    app.add_typer(schedule_app, name="schedule")
+
+
+_mount_optional()
+app.command("backfill")(backfill_cmd)
+app.command("reap")(reap_cmd)
+app.add_typer(dlq_app, name="dlq")

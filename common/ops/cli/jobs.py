@@ -1,0 +1,144 @@
+"""``tributary jobs``, ``sources`` and ``backfill`` (mounted at the top level): work through the API."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from common.ops.cli.common import ApiUrl, api_url, call, console, fail, out, parse_params
+
+jobs_app = typer.Typer(help="Submit and follow ingestion jobs through the API.", no_args_is_help=True)
+
+
+@jobs_app.command("submit")
+def jobs_submit(
+    source: str,
+    param: Annotated[list[str], typer.Option("--param", "-p", help="KEY=VALUE (JSON values allowed).")] = [],  # noqa: B006
+    wait: Annotated[bool, typer.Option(help="Follow the job until it ends.")] = False,
+    idempotency_key: Annotated[str | None, typer.Option(help="Send an Idempotency-Key header.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 600,
+    url: ApiUrl = None,
+) -> None:
+    """Submit a job and print it (as JSON)."""
+    base = api_url(url)
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    job = call("POST", f"{base}/v1/jobs", json={"source": source, "params": parse_params(param)}, headers=headers)
+    if wait:
+        job = follow(base, job["job_id"], timeout=timeout)
+    out.print_json(json.dumps(job))
+    if wait and job["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+@jobs_app.command("get")
+def jobs_get(job_id: str, url: ApiUrl = None) -> None:
+    """Print one job as JSON."""
+    out.print_json(json.dumps(call("GET", f"{api_url(url)}/v1/jobs/{job_id}")))
+
+
+@jobs_app.command("list")
+def jobs_list(
+    source: Annotated[str | None, typer.Option()] = None,
+    status: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option()] = 20,
+    url: ApiUrl = None,
+) -> None:
+    """List recent jobs, newest first."""
+    query = {k: v for k, v in {"source": source, "status": status, "limit": limit}.items() if v is not None}
+    body = call("GET", f"{api_url(url)}/v1/jobs", params=query)
+    table = Table("job_id", "source", "status", "records", "created_at", "error")
+    for j in body["jobs"]:
+        table.add_row(
+            j["job_id"],
+            j["source"],
+            j["status"],
+            str(j["records"]),
+            j["created_at"][:19],
+            (j.get("error") or {}).get("message", "")[:60],
+        )
+    out.print(table)
+
+
+@jobs_app.command("follow")
+def jobs_follow(job_id: str, timeout: float = 600, url: ApiUrl = None) -> None:
+    """Follow a job until it ends; exit 1 unless it succeeded."""
+    job = follow(api_url(url), job_id, timeout=timeout)
+    out.print_json(json.dumps(job))
+    if job["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+def follow(base: str, job_id: str, *, timeout: float = 600, interval: float = 0.5) -> dict[str, Any]:
+    """Poll the job (bounded by ``timeout``), showing its status and progress, until it is terminal."""
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    with console.status(f"{job_id}: submitted") as status:
+        while time.monotonic() < deadline:
+            job = call("GET", f"{base}/v1/jobs/{job_id}")
+            progress = job.get("progress") or {}
+            parts = f" ({progress['done']}/{progress['total']} parts)" if progress.get("total", 0) > 1 else ""
+            status.update(f"{job_id}: {job['status']}{parts}, attempt {job['attempt']}")
+            if job["status"] in ("succeeded", "failed"):
+                return job
+            time.sleep(interval)
+    fail(f"job {job_id} still {job.get('status')} after {timeout:.0f} s")
+    return job
+
+
+def sources_cmd(url: ApiUrl = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the sources with their schedule, last status and watermark."""
+    body = call("GET", f"{api_url(url)}/v1/sources")
+    if as_json:
+        out.print_json(json.dumps(body))
+        return
+    table = Table("source", "schedule", "last status", "last success", "watermark")
+    for s in body["sources"]:
+        sched = f"{s['schedule']['cron']} ({s['schedule']['time_zone']})"
+        table.add_row(
+            s["name"], sched, s["last_status"] or "-", (s["last_success_at"] or "-")[:19], s["watermark"] or "-"
+        )
+    out.print(table)
+
+
+def backfill_cmd(
+    source: str,
+    start: Annotated[str, typer.Option(help="First day (YYYY-MM-DD) or datetime, UTC.")],
+    end: Annotated[str, typer.Option(help="Last day, included (YYYY-MM-DD), or datetime (excluded), UTC.")],
+    param: Annotated[list[str], typer.Option("--param", "-p", help="KEY=VALUE for every child job.")] = [],  # noqa: B006
+    follow_progress: Annotated[bool, typer.Option("--follow/--no-follow", help="Show progress until done.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to follow.")] = 3600,
+    url: ApiUrl = None,
+) -> None:
+    """Backfill a date range: one child job per slot or window, with a progress bar."""
+    base = api_url(url)
+    body = {"source": source, "start": start, "end": end, "params": parse_params(param)}
+    batch = call("POST", f"{base}/v1/backfills", json=body)
+    console.print(
+        f"backfill {batch['batch_id']}: {batch['total']} jobs ({batch['created']} new, "
+        f"{batch['reused']} reused from earlier runs)"
+    )
+    if not follow_progress:
+        out.print_json(json.dumps(batch))
+        return
+    deadline = time.monotonic() + timeout
+    own = batch["total"]
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(source, total=own)
+        while time.monotonic() < deadline:
+            batch = call("GET", f"{base}/v1/backfills/{batch['batch_id']}")
+            c = batch["counts"]
+            bar.update(
+                task, completed=batch["done"], description=f"{source}: {c['running']} running, {c['failed']} failed"
+            )
+            if batch["done"] >= own:
+                break
+            time.sleep(1.0)
+    out.print_json(json.dumps({k: batch[k] for k in ("batch_id", "status", "counts", "total", "reused")}))
+    if batch["status"] != "succeeded":
+        raise typer.Exit(1)
