@@ -9,14 +9,12 @@ from another shell stops exactly what ``up`` started.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ from common.local.processes import (
     wait_until,
 )
 from common.local.provisioning import provision
+from common.local.state import LOCAL_AUTH, StackConfig, StackState, down
 from common.settings import Settings, reset_settings, use_settings
 from common.sources import all_sources
 
@@ -64,54 +63,6 @@ __all__ = [  # the stack, and what its callers (tests, bench) have always import
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 STARTUP_TIMEOUT = 60.0
-#: TRIBUTARY_AUTH per function in the stack (docs/security.md): the emulators' tasks carry ID tokens, so ingest
-#: verifies them; the Pub/Sub emulator sends none (docs/google-quirks.md), so status cannot; the api stays open
-#: locally (the CLI, n8n and tests call it without credentials) unless StackConfig.auth turns it on.
-LOCAL_AUTH = {"api": "off", "ingest": "on", "status": "off"}
-
-
-@dataclass
-class StackConfig:
-    """What ``tributary dev up`` starts, and where it keeps its state."""
-
-    state_dir: Path = Path(".tributary/dev")
-    project: str = "tributary-local"
-    host: str = "127.0.0.1"
-    ports: dict[str, int] = field(default_factory=dict)
-    #: Serve these recorded responses and point every source's base URL at them.
-    replay_dir: Path | None = None
-    #: Also run the Cloud Scheduler emulator and sync the schedules into it.
-    scheduler: bool = True
-    #: Extra environment for the functions (e.g. fault injection in tests).
-    env: dict[str, str] = field(default_factory=dict)
-    #: Pick free ports instead of the defaults (tests).
-    auto_ports: bool = False
-    #: TRIBUTARY_AUTH ("on" | "off") per function; see LOCAL_AUTH.
-    auth: dict[str, str] = field(default_factory=lambda: dict(LOCAL_AUTH))
-    #: Extra command-line flags per component, e.g. ``{"tasks": ["--duplicate-deliveries", "3"]}``.
-    extra_args: dict[str, list[str]] = field(default_factory=dict)
-
-
-@dataclass
-class StackState:
-    """What ``up`` recorded: the endpoints, and each child's pid (= process group id)."""
-
-    project: str
-    endpoints: dict[str, str]
-    env: dict[str, str]
-    pids: dict[str, int]
-    state_dir: str
-    started_at: float
-
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
-
-    @classmethod
-    def load(cls, state_dir: Path) -> StackState | None:
-        file = state_dir / "stack.json"
-        if not file.exists():
-            return None
-        return cls(**json.loads(file.read_text()))
 
 
 class Stack:
@@ -335,8 +286,11 @@ class Stack:
         return env
 
     def settings(self, **extra: str) -> Settings:
-        """The settings of the stack's functions (plus ``extra`` variables), for clients in this process."""
-        return Settings.from_env({**self.env, **extra})
+        """The settings the stack's functions run with (plus ``extra`` variables), for clients in this process.
+
+        The children inherit this process's environment under the stack's own (:meth:`_spawn`), and so do these.
+        """
+        return Settings.from_env({**os.environ, **self.env, **extra})
 
     def _provision(self) -> None:
         """Topic, dead-letter topic, push subscription to the status function, one queue per source."""
@@ -406,16 +360,6 @@ class Stack:
     def down(self) -> None:
         self._stop_procs()
         down(self.state_dir)
-
-
-def down(state_dir: Path) -> list[str]:
-    """Stop the stack recorded in ``state_dir``; returns the names of what was running."""
-    state = StackState.load(state_dir.resolve())
-    if state is None:
-        return []
-    stopped = stop_groups(state.pids)
-    (state_dir.resolve() / "stack.json").unlink(missing_ok=True)
-    return stopped
 
 
 @contextlib.contextmanager
