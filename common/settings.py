@@ -96,6 +96,8 @@ class Settings(BaseModel):
     api_key: str = ""
     # A TOML file of per-deployment schedule overrides (scheduler.sync.load_overrides); empty: none.
     schedule_overrides: str = ""
+    # The local stack's RSA key, shared by its emulators' token signers (common.local.emulators.oidc); empty: a new key.
+    oidc_key_file: str = ""
     # The upstream HTTP client (common.sources.http): seconds between bytes, and the largest download.
     http_read_timeout: float = Field(60.0, gt=0.0)
     max_download_bytes: int = Field(2 * 1024**3, gt=0)
