@@ -4,10 +4,16 @@
 
     IngestError                 anything that stops a job or a part of it
     ├── TransientError          worth retrying: 429, 5xx, timeouts, resets (carries retry_after)
+    │   └── UpstreamTransient   an upstream answer worth retrying (also an UpstreamHTTPError)
     ├── PermanentError          retrying will not help: other 4xx, bad checksum, schema violation
+    │   ├── UpstreamPermanent   an upstream answer that retrying will not fix (also an UpstreamHTTPError)
     │   ├── ConfigError         a missing secret or setting; raised before any work starts
     │   └── BadParams           the job's params are invalid (the API answers 400 with these)
+    ├── UpstreamHTTPError       mixin of the two upstream errors: status, url, excerpt, retry_after
     └── SkippableRecord         one bad record, dropped and counted; the job goes on
+
+An upstream failure is classified by its class, never by its message: ``isinstance(exc, TransientError)``
+and ``exc.status`` are what code reads; ``str(exc)`` is for people.
 
 Only ``common.runtime.outcomes`` maps these to transport answers (HTTP status for Cloud Tasks, raise or ack
 for Pub/Sub). Business code raises; it never chooses a status code.
@@ -67,21 +73,45 @@ class SkippableRecord(IngestError):
     """One malformed record: it is skipped and counted, and the job goes on."""
 
 
-def classify_http_status(status: int, *, url: str, detail: str = "", retry_after: float | None = None) -> None:
-    """Raise the right error for a non-2xx upstream ``status``; return for 2xx/3xx.
+class UpstreamHTTPError(IngestError):
+    """An upstream answered with a failure, as fields (like httpx's ``HTTPStatusError.response``).
 
-    429, 408 and 5xx are transient; every other 4xx is permanent.
-
-    Raises:
-        TransientError: for 408, 429 and 5xx.
-        PermanentError: for any other 4xx.
+    ``url`` is the request URL without its query string (where keys travel) and with any secret redacted;
+    ``excerpt`` is the start of the body (redacted too); ``retry_after`` is the upstream's ``Retry-After``
+    in seconds. The message reads "upstream answered 503 from https://...: busy" unless a source gives
+    its own. Raise :class:`UpstreamTransient` or :class:`UpstreamPermanent`, never this class itself.
     """
-    if status < 400:
-        return
-    what = f"{status} from {url}" + (f": {detail}" if detail else "")
-    if status in (408, 429) or status >= 500:
-        raise TransientError(f"upstream answered {what}", retry_after=retry_after, status=status)
-    raise PermanentError(f"upstream answered {what}", status=status)
+
+    def __init__(
+        self,
+        status: int,
+        url: str,
+        *,
+        excerpt: str = "",
+        retry_after: float | None = None,
+        message: str | None = None,
+    ) -> None:
+        super().__init__(message or upstream_message(status, url, excerpt), status=status)
+        self.status: int = status
+        self.url, self.excerpt, self.retry_after = url, excerpt, retry_after
+
+
+class UpstreamTransient(UpstreamHTTPError, TransientError):
+    """An upstream failure worth retrying (429, 408, 5xx, or what a source's classifier says passes)."""
+
+
+class UpstreamPermanent(UpstreamHTTPError, PermanentError):
+    """An upstream failure that retrying will not fix (other 4xx, or an error body a source recognises)."""
+
+
+def upstream_message(status: int, url: str, excerpt: str = "") -> str:
+    """The readable sentence for an upstream failure: "upstream answered 404 from https://...: not found"."""
+    return f"upstream answered {status} from {url}" + (f": {excerpt}" if excerpt else "")
+
+
+def is_transient_status(status: int) -> bool:
+    """429, 408 and 5xx are worth retrying; every other 4xx is not."""
+    return status in (408, 429) or status >= 500
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # pragma: no cover - the sources package imports this module
-    from common.sources.base import Column
+from dataclasses import dataclass
+from typing import Any
 
 #: The BigQuery types a source may declare. pyarrow is imported on first use only: it costs ~80 ms of
 #: cold start, and the api and status functions never write Parquet.
 TYPES = ("STRING", "INT64", "FLOAT64", "BOOL", "DATE", "TIMESTAMP")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a source's output schema, in BigQuery terms."""
+
+    name: str
+    type: str  # one of TYPES
+    mode: str = "NULLABLE"
+    description: str = ""
+
+    def bigquery(self) -> dict[str, str]:
+        return {"name": self.name, "type": self.type, "mode": self.mode, "description": self.description}
 
 
 def arrow_type(name: str) -> Any:

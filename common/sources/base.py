@@ -13,19 +13,57 @@ A source is one module in ``common/sources/`` with one subclass of :class:`Sourc
 from __future__ import annotations
 
 import os
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from common.core.errors import (
+    BadParams,
+    IngestError,
+    UpstreamHTTPError,
+    UpstreamPermanent,
+    UpstreamTransient,
+    is_transient_status,
+    parse_retry_after,
+    upstream_message,
+)
+from common.core.paging import OffsetPaginator, PageNumberPaginator, Paginator
+from common.core.schema import Column
 
 if TYPE_CHECKING:  # pragma: no cover
+    import httpx
     import pyarrow as pa
 
     from common.sources.http import Http
+
+__all__ = [
+    "Classify",
+    "Column",
+    "Context",
+    "OffsetPaginator",
+    "PageNumberPaginator",
+    "Paginator",
+    "Params",
+    "Part",
+    "QueueConfig",
+    "Raw",
+    "Record",
+    "Schedule",
+    "Source",
+    "SourceState",
+    "default_classify",
+    "iter_records",
+    "redact",
+    "response_error",
+    "safe_url",
+]
 
 
 @dataclass(frozen=True)
@@ -48,19 +86,6 @@ class QueueConfig:
     max_doublings: int = 4
     #: How long one part may run before Cloud Tasks gives up on it (15 s to 30 min).
     dispatch_deadline: float = 900.0
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column of a source's output schema, in BigQuery terms."""
-
-    name: str
-    type: str  # STRING, INT64, FLOAT64, BOOL, DATE, TIMESTAMP
-    mode: str = "NULLABLE"
-    description: str = ""
-
-    def bigquery(self) -> dict[str, str]:
-        return {"name": self.name, "type": self.type, "mode": self.mode, "description": self.description}
 
 
 class Params(BaseModel):
@@ -177,10 +202,6 @@ class Source(ABC):
         Raises:
             BadParams: naming the first invalid field.
         """
-        from pydantic import ValidationError
-
-        from common.core.errors import BadParams
-
         try:
             return self.params_model.model_validate(dict(raw))
         except ValidationError as exc:
@@ -205,8 +226,6 @@ class Source(ABC):
         Raises:
             BadParams: the source cannot backfill, or the range is empty.
         """
-        from common.core.errors import BadParams
-
         fields = self.params_model.model_fields
         if "start" not in fields or "end" not in fields:
             raise BadParams(f"source {self.name} does not support backfills", field="source")
@@ -256,3 +275,62 @@ def iter_records(items: Iterable[Record | pa.RecordBatch]) -> Iterator[Record]:
             yield item
         else:
             yield from item.to_pylist()
+
+
+# ------------------------------------------------------------------------------------------ upstream answers
+# What a source's ``classify`` hook (``common.sources.http.Http``) builds its errors with. They live here,
+# beside the contract, so a source module imports no HTTP client: the api function loads sources to
+# validate params, and httpx would add a third of a second to its cold start.
+
+#: How much of a failed answer's body an error keeps.
+EXCERPT_CHARS = 300
+#: Query parameters whose value is a credential wherever they appear (``api_key=...``, ``access_token=...``,
+#: a signed URL's ``X-Amz-Signature=...``): :func:`redact` masks their values even when the secret itself is not known.
+SECRET_PARAM_RE = re.compile(r"(?i)\b([\w-]*(?:key|token|secret|password|signature|credential))=[^&\s\"'#]+")
+#: Shorter secrets are not replaced in free text: "***" for every "ab" would garble the message.
+MIN_SECRET_CHARS = 4
+
+#: A source's view of one response, inside the retry loop: the error it stands for, or None for the default
+#: (408/429/5xx transient, other 4xx permanent, 2xx/3xx fine).
+Classify = Callable[["httpx.Response"], IngestError | None]
+
+
+def redact(text: str, secrets: Collection[str] = ()) -> str:
+    """``text`` (a URL, a body, a message) with each of ``secrets`` and every credential parameter masked."""
+    text = SECRET_PARAM_RE.sub(lambda m: f"{m[1]}=***", text)
+    for secret in secrets:
+        if secret and len(secret) >= MIN_SECRET_CHARS:
+            text = text.replace(secret, "***")
+    return text
+
+
+def safe_url(url: str | httpx.URL, secrets: Collection[str] = ()) -> str:
+    """The URL for errors and messages: without its query string (where keys travel), secrets redacted."""
+    return redact(urlsplit(str(url))._replace(query="", fragment="").geturl(), secrets)
+
+
+def response_error(
+    response: httpx.Response,
+    *,
+    secrets: Collection[str] = (),
+    transient: bool | None = None,
+    message: str | None = None,
+    note: str = "",
+) -> UpstreamHTTPError:
+    """The structured error ``response`` stands for (read it first if streamed).
+
+    The kind follows the status (408/429/5xx transient) unless ``transient`` says otherwise; ``message``
+    replaces the readable sentence and ``note`` is added to it. URL and excerpt are redacted.
+    """
+    url = safe_url(response.url, secrets)
+    excerpt = redact(response.text[:EXCERPT_CHARS].strip(), secrets) if response.content else ""
+    status = response.status_code
+    text = message or upstream_message(status, url, excerpt) + (f" {note}" if note else "")
+    cls = UpstreamTransient if (is_transient_status(status) if transient is None else transient) else UpstreamPermanent
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    return cls(status, url, excerpt=excerpt, retry_after=retry_after, message=text)
+
+
+def default_classify(response: httpx.Response, secrets: Collection[str] = ()) -> UpstreamHTTPError | None:
+    """The error a non-2xx ``response`` stands for by its status alone (None for 2xx/3xx)."""
+    return response_error(response, secrets=secrets) if response.status_code >= 400 else None

@@ -6,13 +6,39 @@ import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import IO, Any, Literal
+from functools import partial
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import orjson
 from pydantic import Field, ValidationInfo, field_validator
 
-from common.core.errors import BadParams, ConfigError, PermanentError, TransientError
-from common.sources.base import Column, Context, Params, Part, QueueConfig, Raw, Record, Schedule, Source
+from common.core.errors import (
+    BadParams,
+    ConfigError,
+    IngestError,
+    PermanentError,
+    TransientError,
+    UpstreamHTTPError,
+    UpstreamPermanent,
+    UpstreamTransient,
+    upstream_message,
+)
+from common.sources.base import (
+    Column,
+    Context,
+    Params,
+    Part,
+    QueueConfig,
+    Raw,
+    Record,
+    Schedule,
+    Source,
+    default_classify,
+    redact,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
 
 SECRET = "COMTRADE_SUBSCRIPTION_KEY"
 KEY_HEADER = "Ocp-Apim-Subscription-Key"
@@ -43,7 +69,6 @@ CMD_RE = re.compile(r"^[A-Z0-9]{1,12}$")
 CUSTOMS_RE = re.compile(r"^C\d{2}$")
 ANNUAL_RE = re.compile(r"^(\d{4})$")
 MONTHLY_RE = re.compile(r"^(\d{4})-?(0[1-9]|1[0-2])$")
-STATUS_RE = re.compile(r"^upstream answered (\d{3}) from \S+?(?:: (.*))?$", re.S)
 REPLENISH_RE = re.compile(r"replenished in (?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})")
 
 _S, _I, _F, _B = "STRING", "INT64", "FLOAT64", "BOOL"
@@ -480,12 +505,8 @@ class Comtrade(Source):
         )
 
     def _get(self, ctx: Context, url: str, query: dict[str, str], key: str) -> bytes:
-        try:
-            return ctx.http.get(url, params=query, headers={KEY_HEADER: key}).content
-        except TransientError as exc:
-            raise TransientError(_redact(exc.message, key), retry_after=exc.retry_after) from None
-        except PermanentError as exc:
-            raise upstream_error(exc.message, key) from None
+        classify = partial(classify_response, key=key)
+        return ctx.http.get(url, params=query, headers={KEY_HEADER: key}, classify=classify, secrets=(key,)).content
 
     def parse(self, stream: IO[bytes], part: Part) -> Iterator[Record]:
         return parse_answers(stream, label=part.key)
@@ -496,10 +517,6 @@ class Comtrade(Source):
 
 
 # ------------------------------------------------------------------------------------------ errors
-
-
-def _redact(text: str, key: str | None) -> str:
-    return text.replace(key, "***") if key else text
 
 
 def describe(query: Mapping[str, str]) -> str:
@@ -526,29 +543,49 @@ def quota_wait(message: str) -> float | None:
     return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
 
 
-def upstream_error(message: str, key: str | None = None, *, label: str = "") -> PermanentError | TransientError:
-    """A readable error for a non-2xx answer of the API gateway (the key's value never appears).
+def classify_response(response: httpx.Response, key: str) -> IngestError | None:
+    """The response hook: a permanent-looking answer of the API gateway as :func:`gateway_error` says
+    (a used-up quota is transient); 429/5xx and 2xx as their status says. The key is redacted."""
+    error = default_classify(response, (key,))
+    if error is None or isinstance(error, TransientError):
+        return error
+    return gateway_error(error.status, error.excerpt, url=error.url, key=key, retry_after=error.retry_after)
+
+
+def gateway_error(
+    status: int,
+    excerpt: str,
+    *,
+    url: str = "comtradeapi",
+    key: str | None = None,
+    label: str = "",
+    retry_after: float | None = None,
+) -> UpstreamHTTPError:
+    """A readable error for a failed answer of the API gateway (the key's value never appears).
 
     401 (missing or invalid key) and 403 (key not allowed) are permanent and name the secret; a 403 for
     a used-up call quota is transient, retried after the quota refills.
     """
     where = f"{label}: " if label else ""
-    m = STATUS_RE.match(message)
-    if not m:
-        return PermanentError(where + _redact(message, key))
-    status, detail = int(m.group(1)), _apim_message(m.group(2) or "")
-    detail = _redact(detail, key)
+    secrets = (key,) if key else ()
+    excerpt = redact(excerpt, secrets)
+    detail = _apim_message(excerpt)
     if status == 403 and "quota" in detail.lower():
-        return TransientError(
-            f"{where}UN Comtrade: the daily call quota of the subscription key is used up ({detail})",
+        return UpstreamTransient(
+            status,
+            url,
+            excerpt=excerpt,
             retry_after=quota_wait(detail),
+            message=f"{where}UN Comtrade: the daily call quota of the subscription key is used up ({detail})",
         )
     if status in (401, 403):
-        return PermanentError(
+        message = (
             f"{where}UN Comtrade refused the subscription key ({status}: {detail or 'no detail'}); "
             f"check secret {SECRET} (env TRIBUTARY_SECRET_{SECRET}) holds a valid key of the comtrade - v1 product"
         )
-    return PermanentError(f"{where}UN Comtrade answered {status}: {_redact(message, key)}")
+    else:
+        message = f"{where}UN Comtrade answered {status}: {upstream_message(status, url, excerpt)}"
+    return UpstreamPermanent(status, url, excerpt=excerpt, retry_after=retry_after, message=message)
 
 
 def check_answer(body: bytes, *, label: str = "answer") -> dict[str, Any]:
@@ -566,8 +603,12 @@ def check_answer(body: bytes, *, label: str = "answer") -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise PermanentError(f"{label}: expected a JSON object, got {type(doc).__name__}")
     if "statusCode" in doc and "message" in doc:
-        status = doc["statusCode"]
-        raise upstream_error(f"upstream answered {status} from comtradeapi: {orjson.dumps(doc).decode()}", label=label)
+        status, text = doc["statusCode"], orjson.dumps(doc).decode()
+        if isinstance(status, str) and status.isdigit():
+            status = int(status)
+        if isinstance(status, int) and not isinstance(status, bool):
+            raise gateway_error(status, text, label=label)
+        raise PermanentError(f"{label}: upstream answered {status} from comtradeapi: {text}")
     if "dataset" in doc or "validation" in doc:
         raise PermanentError(
             f"{label}: this is a legacy Comtrade API payload ({{validation, dataset}}, comtrade.un.org/api/get), "

@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import orjson
 from pydantic import Field, ValidationInfo, field_validator
 
-from common.core.errors import ConfigError, IngestError, PermanentError, TransientError
-from common.sources.base import Column, Context, Params, Part, QueueConfig, Raw, Record, Schedule, Source
+from common.core.errors import (
+    ConfigError,
+    IngestError,
+    PermanentError,
+    TransientError,
+    UpstreamHTTPError,
+    UpstreamPermanent,
+    UpstreamTransient,
+)
+from common.sources.base import (
+    Column,
+    Context,
+    OffsetPaginator,
+    Params,
+    Part,
+    QueueConfig,
+    Raw,
+    Record,
+    Schedule,
+    Source,
+    default_classify,
+    redact,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
 
 SECRET = "FRED_API_KEY"
 SECRET_ENV = f"TRIBUTARY_SECRET_{SECRET}"
@@ -36,10 +59,8 @@ MAX_VINTAGES_PER_REQUEST = 2000
 MISSING = "."
 SERIES_RE = re.compile(r"^[A-Z0-9_]{1,64}$")
 NUMBER_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-#: What ``common.sources.http`` raises for a non-2xx answer: "upstream answered 400 from <url>: <body>".
-STATUS_RE = re.compile(r"^upstream answered (\d{3}) from \S+?(?::\s(.*))?$", re.S)
+#: FRED's message in an error body cut short (the error keeps the body's first characters only).
 ERROR_MESSAGE_RE = re.compile(r'"error_message"\s*:\s*"((?:[^"\\]|\\.)*)"')
-API_KEY_RE = re.compile(r"(api_key=)[^&\s\"']+")
 
 OBSERVATIONS = (
     Column("series_id", "STRING", "REQUIRED", "FRED series id, e.g. GDP"),
@@ -234,7 +255,6 @@ class Fred(Source):
         key = ctx.secrets.get(SECRET)
         if not key:
             raise ConfigError(f"secret {SECRET} is not set (env {SECRET_ENV}; needed by source {self.name})")
-        _quiet_api_key_in_httpx_logs()
         p = part.params
         sid = p["series_id"]
         client = _Client(ctx, key, sid)
@@ -315,7 +335,7 @@ def vintage_windows(
 
 
 class _Client:
-    """FRED GET with the key in the query, FRED's error bodies mapped, and ``offset`` paging."""
+    """FRED GET with the key in the query, FRED's error bodies mapped in the retry loop, and ``offset`` paging."""
 
     def __init__(self, ctx: Context, key: str, series_id: str) -> None:
         self.ctx, self.key, self.series_id = ctx, key, series_id
@@ -323,12 +343,10 @@ class _Client:
 
     def pages(self, path: str, query: dict[str, Any], field: str, limit: int) -> Iterator[tuple[dict[str, Any], bytes]]:
         """Every page of one request as (decoded, one NDJSON line)."""
-        offset, total = 0, None
-        while True:
-            q = {"series_id": self.series_id, **query, "file_type": "json", "limit": limit}
+        pager = OffsetPaginator(limit, omit_first_offset=True)
+        while pager.has_next:
+            q = {"series_id": self.series_id, **query, "file_type": "json", **pager.params()}
             q = {k: v for k, v in q.items() if v is not None}  # httpx would send None as "name="
-            if offset:
-                q["offset"] = offset
             body = self._get(path, q)
             page = decode_answer(body, label=f"FRED {path} for series {self.series_id}", series_id=self.series_id)
             items = page.get(field)
@@ -337,54 +355,59 @@ class _Client:
                 raise PermanentError(
                     f"FRED {path} for series {self.series_id}: no {field!r} list and count in the answer"
                 )
-            if total is not None and count != total:
-                raise TransientError(f"FRED series {self.series_id} changed while paging ({total} then {count})")
-            total = count
+            if pager.total is not None and count != pager.total:
+                raise TransientError(f"FRED series {self.series_id} changed while paging ({pager.total} then {count})")
+            pager.update_state(count=len(items), total=count)
             # JSON whitespace outside strings is insignificant and newlines inside strings are escaped.
             yield page, body.replace(b"\r", b" ").replace(b"\n", b" ").strip() + b"\n"
-            offset += len(items)
-            if not items or offset >= total:
-                return
 
     def _get(self, path: str, query: dict[str, Any]) -> bytes:
         self.requests += 1
-        try:
-            return self.ctx.http.get(f"{self.ctx.base_url}{path}", params={**query, "api_key": self.key}).content
-        except IngestError as exc:
-            raise http_error(exc, self.series_id, self.key) from None
+        url, params = f"{self.ctx.base_url}{path}", {**query, "api_key": self.key}
+        return self.ctx.http.get(url, params=params, classify=self.classify, secrets=(self.key,)).content
+
+    def classify(self, response: httpx.Response) -> IngestError | None:
+        """A failed answer as FRED's own error (in the retry loop, so 429/5xx are retried in the task)."""
+        error = default_classify(response, (self.key,))
+        return None if error is None else http_error(error, self.series_id, self.key)
 
 
 # ------------------------------------------------------------------------------------------ errors
 
 
-def _redact(text: str, key: str | None) -> str:
-    text = API_KEY_RE.sub(r"\1***", text)
-    return text.replace(key, "***") if key and len(key) >= 4 else text
-
-
 def fred_error(
-    status: int, message: str, series_id: str, *, key: str | None = None, retry_after: float | None = None
-) -> PermanentError | TransientError:
+    status: int,
+    message: str,
+    series_id: str,
+    *,
+    key: str | None = None,
+    retry_after: float | None = None,
+    url: str = "",
+) -> UpstreamHTTPError:
     """The error for a FRED error answer (``{"error_code": 400, "error_message": ...}`` or a bare status).
 
     429 and 5xx are transient; a refused key names the secret (never its value); the rest are permanent.
     """
-    msg = _redact(" ".join(message.split()), key) or "no message"
+    msg = redact(" ".join(message.split()), (key,) if key else ()) or "no message"
+
+    def transient(text: str) -> UpstreamTransient:
+        return UpstreamTransient(status, url, excerpt=msg, retry_after=retry_after, message=text)
+
+    def permanent(text: str) -> UpstreamPermanent:
+        return UpstreamPermanent(status, url, excerpt=msg, retry_after=retry_after, message=text)
+
     if status == 429:
-        return TransientError(
-            f"FRED rate limit (120 requests/minute per key) hit fetching series {series_id}: {msg}",
-            retry_after=retry_after,
-        )
+        return transient(f"FRED rate limit (120 requests/minute per key) hit fetching series {series_id}: {msg}")
     if status >= 500 or status == 408:
-        return TransientError(f"FRED answered {status} for series {series_id}: {msg}", retry_after=retry_after)
+        return transient(f"FRED answered {status} for series {series_id}: {msg}")
     if status in (401, 403) or "api_key" in msg.lower():
-        return PermanentError(
+        return permanent(
             f"FRED refused the API key ({status}: {msg}); check secret {SECRET} (env {SECRET_ENV}) "
             "holds a registered 32-character FRED API key"
         )
     if "series does not exist" in msg.lower():
-        return PermanentError(f"FRED series {series_id} does not exist ({status}: {msg})")
-    return PermanentError(f"FRED refused the request for series {series_id} ({status}: {msg})")
+        return permanent(f"FRED series {series_id} does not exist ({status}: {msg})")
+    return permanent(f"FRED refused the request for series {series_id} ({status}: {msg})")
 
 
 def _error_message(detail: str) -> str:
@@ -399,14 +422,11 @@ def _error_message(detail: str) -> str:
     return detail.strip()
 
 
-def http_error(exc: IngestError, series_id: str, key: str | None = None) -> IngestError:
-    """Turn what ``common.sources.http`` raised for a non-2xx answer into FRED's own message (key redacted)."""
-    retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-    m = STATUS_RE.match(exc.message)
-    if not m:  # timeouts and resets: already readable, and the URL carries no query
-        message = _redact(exc.message, key)
-        return TransientError(message, retry_after=retry_after) if exc.kind == "transient" else PermanentError(message)
-    return fred_error(int(m.group(1)), _error_message(m.group(2) or ""), series_id, key=key, retry_after=retry_after)
+def http_error(exc: UpstreamHTTPError, series_id: str, key: str | None = None) -> UpstreamHTTPError:
+    """FRED's own error for a failed answer (its status and body excerpt; the key redacted)."""
+    return fred_error(
+        exc.status, _error_message(exc.excerpt), series_id, key=key, retry_after=exc.retry_after, url=exc.url
+    )
 
 
 # ------------------------------------------------------------------------------------------ parsing
@@ -525,23 +545,3 @@ def parse_answers(stream: IO[bytes], part: Part) -> Iterator[Record]:
             }
     if seen != expected:
         raise PermanentError(f"{label}: {seen} observations where FRED's count says {expected} (truncated?)")
-
-
-# ------------------------------------------------------------------------------------------ logging
-
-
-class _RedactApiKey(logging.Filter):
-    """httpx logs each request's full URL at INFO, and FRED's key is in the query: mask it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any("api_key=" in str(a) for a in record.args):
-            record.args = tuple(API_KEY_RE.sub(r"\1***", str(a)) if "api_key=" in str(a) else a for a in record.args)
-        if isinstance(record.msg, str) and "api_key=" in record.msg:
-            record.msg = API_KEY_RE.sub(r"\1***", record.msg)
-        return True
-
-
-def _quiet_api_key_in_httpx_logs() -> None:
-    logger = logging.getLogger("httpx")
-    if not any(isinstance(f, _RedactApiKey) for f in logger.filters):
-        logger.addFilter(_RedactApiKey())

@@ -3,15 +3,22 @@
 Every upstream call goes through :class:`Http`, so status classification (``common.core.errors``), retries
 (tenacity) and per-source pacing (``limits``) live in one place. A few quick in-task retries absorb
 blips; anything longer is raised as :class:`TransientError` for Cloud Tasks to retry with backoff.
+
+A failed answer is raised as an :class:`~common.core.errors.UpstreamHTTPError` with fields (status, url,
+excerpt, retry_after). A source that knows its upstream better passes ``classify=``: a hook that sees
+each response inside the retry loop and may return the error it stands for (a transient 400, a 200
+with an error body), so the loop retries what passes. :func:`redact` is the one way secrets leave
+URLs, bodies and messages.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +31,20 @@ import limits.strategies
 import tenacity
 import tenacity.stop
 
-from common.core.errors import PermanentError, TransientError, classify_http_status, parse_retry_after
+from common.core.errors import PermanentError, TransientError
+from common.sources.base import Classify, default_classify, redact, response_error, safe_url
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "Classify",
+    "Download",
+    "Http",
+    "default_classify",
+    "redact",
+    "response_error",
+    "safe_url",
+    "tls_context",
+]
 
 #: ``TRIBUTARY_HTTP_READ_TIMEOUT`` (seconds between bytes) lowers it, e.g. for the fault-injection suite.
 DEFAULT_TIMEOUT = httpx.Timeout(
@@ -38,6 +58,27 @@ MAX_INLINE_WAIT = 30.0
 #: Refuse upstream payloads larger than this (a protective bound, overridable per call and by
 #: ``TRIBUTARY_MAX_DOWNLOAD_BYTES``).
 DEFAULT_MAX_BYTES = int(os.environ.get("TRIBUTARY_MAX_DOWNLOAD_BYTES") or 2 * 1024**3)
+
+
+class _RedactLog(logging.Filter):
+    """httpx logs each request's full URL at INFO, keys in its query included: mask them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else _redact_url(a) for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        return True
+
+
+def _redact_url(value: object) -> object:
+    return redact(str(value)) if isinstance(value, httpx.URL) else value
+
+
+def _quiet_secrets_in_httpx_logs() -> None:
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, _RedactLog) for f in logger.filters):
+        logger.addFilter(_RedactLog())
 
 
 @dataclass(frozen=True)
@@ -73,6 +114,8 @@ class Http:
     """An httpx client with retries and an optional rate limit (e.g. ``"120/minute"``).
 
     ``transport`` lets tests stand in for the network (``httpx.MockTransport``) without patching.
+    ``classify`` is the default response hook (see :data:`Classify`); a request's own ``classify=``
+    replaces it.
     """
 
     def __init__(
@@ -84,6 +127,7 @@ class Http:
         transport: httpx.BaseTransport | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         max_tries: int = MAX_TRIES,
+        classify: Classify | None = None,
     ) -> None:
         self._client = httpx.Client(
             verify=tls_context(),
@@ -93,10 +137,12 @@ class Http:
             transport=transport,
         )
         self._name = name
+        self._classify = classify
         self._max_tries = max_tries
         self._rate = limits.parse(rate) if rate else None
         # Only with a rate: limits' MemoryStorage starts a timer thread as it is made.
         self._limiter = limits.strategies.MovingWindowRateLimiter(limits.storage.MemoryStorage()) if rate else None
+        _quiet_secrets_in_httpx_logs()
 
     def close(self) -> None:
         self._client.close()
@@ -134,31 +180,55 @@ class Http:
             reraise=True,
         )
 
-    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def _check(self, response: httpx.Response, classify: Classify | None, secrets: Collection[str]) -> None:
+        """Raise what ``response`` stands for: the hook's verdict first, then the status's."""
+        hook = classify or self._classify
+        error = (hook(response) if hook else None) or default_classify(response, secrets)
+        if error is not None:
+            raise error
+
+    def _send(
+        self, method: str, url: str, classify: Classify | None, secrets: Collection[str], **kwargs: Any
+    ) -> httpx.Response:
         self._pace()
         try:
             response = self._client.request(method, url, **kwargs)
         except httpx.TimeoutException as exc:
-            raise TransientError(f"timed out talking to {_without_query(url)}: {type(exc).__name__}") from exc
+            raise TransientError(f"timed out talking to {safe_url(url, secrets)}: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
-            raise TransientError(f"connection to {_without_query(url)} failed: {_reason(exc)}") from exc
-        _raise_for_status(response)
+            raise TransientError(f"connection to {safe_url(url, secrets)} failed: {_reason(exc)}") from exc
+        self._check(response, classify, secrets)
         return response
 
-    def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        """GET with retries; non-2xx raises per ``classify_http_status``.
+    def get(
+        self, url: str, *, classify: Classify | None = None, secrets: Collection[str] = (), **kwargs: Any
+    ) -> httpx.Response:
+        """GET with retries. Each response goes through ``classify`` (or the client's hook) inside the retry
+        loop, then the status decides; ``secrets`` are redacted from any error.
 
         Raises:
-            TransientError: 408/429/5xx, timeouts and resets that outlasted the in-task retries.
-            PermanentError: other 4xx.
+            UpstreamTransient: 408/429/5xx (or what ``classify`` calls transient) that outlasted the retries.
+            UpstreamPermanent: other 4xx (or what ``classify`` calls permanent).
+            TransientError: timeouts and resets that outlasted the in-task retries.
         """
         for attempt in self._retrying():
             with attempt:
-                return self._send("GET", url, **kwargs)
+                return self._send("GET", url, classify, secrets, **kwargs)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def download(self, url: str, dest: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, **kwargs: Any) -> Download:
+    def download(
+        self,
+        url: str,
+        dest: Path,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        classify: Classify | None = None,
+        secrets: Collection[str] = (),
+        **kwargs: Any,
+    ) -> Download:
         """Stream ``url`` into ``dest`` (never all in memory), hashing as it goes; retried like :meth:`get`.
+
+        ``classify`` sees failed answers only (with their body read): a 2xx body goes to disk unread.
 
         Raises:
             TransientError: as for :meth:`get`, and for a body cut short.
@@ -166,11 +236,20 @@ class Http:
         """
         for attempt in self._retrying():
             with attempt:
-                return self._download_once(url, dest, max_bytes=max_bytes, **kwargs)
+                return self._download_once(url, dest, max_bytes, classify, secrets, **kwargs)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _download_once(self, url: str, dest: Path, *, max_bytes: int, **kwargs: Any) -> Download:
+    def _download_once(
+        self,
+        url: str,
+        dest: Path,
+        max_bytes: int,
+        classify: Classify | None,
+        secrets: Collection[str],
+        **kwargs: Any,
+    ) -> Download:
         self._pace()
+        where = safe_url(url, secrets)
         md5 = hashlib.md5(usedforsecurity=False)
         size = 0
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -178,24 +257,22 @@ class Http:
             with self._client.stream("GET", url, **kwargs) as response:
                 if response.status_code >= 400:
                     response.read()
-                    _raise_for_status(response)
+                    self._check(response, classify, secrets)
                 expected = response.headers.get("Content-Length")
                 with dest.open("wb") as out:
                     for chunk in response.iter_bytes(1 << 20):
                         size += len(chunk)
                         if size > max_bytes:
-                            raise PermanentError(f"{_without_query(url)} is larger than the {max_bytes:,}-byte limit")
+                            raise PermanentError(f"{where} is larger than the {max_bytes:,}-byte limit")
                         md5.update(chunk)
                         out.write(chunk)
                 content_type = response.headers.get("Content-Type", "application/octet-stream")
         except httpx.TimeoutException as exc:
-            raise TransientError(f"timed out downloading {_without_query(url)}: {type(exc).__name__}") from exc
+            raise TransientError(f"timed out downloading {where}: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
-            raise TransientError(f"download of {_without_query(url)} failed: {_reason(exc)}") from exc
+            raise TransientError(f"download of {where} failed: {_reason(exc)}") from exc
         if expected is not None and expected.isdigit() and int(expected) != size:
-            raise TransientError(
-                f"download of {_without_query(url)} was cut short: {size:,} of {int(expected):,} bytes"
-            )
+            raise TransientError(f"download of {where} was cut short: {size:,} of {int(expected):,} bytes")
         return Download(path=dest, size=size, md5=md5.hexdigest(), content_type=content_type)
 
 
@@ -204,20 +281,3 @@ def _reason(exc: Exception) -> str:
     (which may carry a key in its query string)."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text and "://" not in text else type(exc).__name__
-
-
-def _without_query(url: str) -> str:
-    """The URL for messages: never its query string, where keys travel."""
-    return str(httpx.URL(url).copy_with(query=None))
-
-
-def _raise_for_status(response: httpx.Response) -> None:
-    if response.status_code < 400:
-        return
-    detail = response.text[:300].strip() if response.content else ""
-    classify_http_status(
-        response.status_code,
-        url=str(response.url.copy_with(query=None)),
-        detail=detail,
-        retry_after=parse_retry_after(response.headers.get("Retry-After")),
-    )

@@ -13,7 +13,7 @@ from typing import IO, Literal
 
 from pydantic import Field, field_validator
 
-from common.core.errors import PermanentError, TransientError
+from common.core.errors import PermanentError, TransientError, UpstreamHTTPError
 from common.sources.base import Column, Context, Params, Part, QueueConfig, Raw, Record, Schedule, Source
 
 #: OFAC's Sanctions List Service; the old www.treasury.gov/ofac/downloads/*.csv URLs redirect here.
@@ -230,7 +230,7 @@ class Ofac(Source):
             ctx.http.download(f"{ctx.base_url}/{file}", dest, max_bytes=MAX_FILE_BYTES)
         except PermanentError as exc:
             hint = ""
-            if re.search(r"answered 40[13] ", exc.message):
+            if isinstance(exc, UpstreamHTTPError) and exc.status in (401, 403):
                 hint = " (OFAC's files need no key: a 401/403 means a proxy, firewall or changed URL refused us)"
             raise PermanentError(f"OFAC {file} download failed: {exc.message}{hint}") from exc
         with dest.open("rb") as f:

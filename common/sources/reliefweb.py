@@ -5,15 +5,30 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import orjson
 from pydantic import Field, ValidationInfo, field_validator
 
-from common.core.errors import BadParams, PermanentError, TransientError
-from common.sources.base import Column, Context, Params, Part, QueueConfig, Raw, Record, Schedule, Source
+from common.core.errors import BadParams, IngestError, PermanentError, TransientError
+from common.sources.base import (
+    Column,
+    Context,
+    OffsetPaginator,
+    Params,
+    Part,
+    QueueConfig,
+    Raw,
+    Record,
+    Schedule,
+    Source,
+    response_error,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
 
 #: The appname ReliefWeb asks every caller to send (not a secret). Since 1 Nov 2025 it must be
 #: pre-approved by ReliefWeb; set an approved one as ``params.appname`` or in this variable.
@@ -306,47 +321,31 @@ class ReliefWeb(Source):
         url = f"{ctx.base_url}/{part.stream}"
         dest = ctx.workdir / f"{part.key}.ndjson"
         page_size, max_pages = int(part.params["page_size"]), int(part.params["max_pages"])
-        offset, pages, total = 0, 0, None
+        pager = OffsetPaginator(page_size)
+        classify = refused_appname(part.params["appname"])
         with dest.open("wb") as out:
-            while total is None or offset < total:
-                if pages >= max_pages:
+            while pager.has_next:
+                if pager.pages >= max_pages:
                     raise PermanentError(f"{part.key}: more than max_pages={max_pages} pages; use a smaller window")
-                body = self._get(url, self.query(part, offset), part.params["appname"], ctx)
-                page = _decode(body, f"{part.key} offset {offset}")
-                items = page_items(page, f"{part.key} offset {offset}")
+                offset, label = pager.offset, f"{part.key} offset {pager.offset}"
+                page = _decode(ctx.http.get(url, params=self.query(part, offset), classify=classify).content, label)
+                items = page_items(page, label)
                 count = _int(page.get("totalCount"), "totalCount", part.key)
-                if total is None:
-                    total = count
-                    needed = -(-total // page_size)
-                    if needed > max_pages:
+                if pager.total is None:
+                    if -(-count // page_size) > max_pages:
                         raise PermanentError(
-                            f"{part.key}: {total:,} {part.stream} changed in this window, more than "
+                            f"{part.key}: {count:,} {part.stream} changed in this window, more than "
                             f"max_pages={max_pages} x page_size={page_size}; use a smaller window_hours"
                         )
-                elif count != total:
-                    raise TransientError(f"{part.key}: totalCount moved from {total} to {count} while paging")
+                elif count != pager.total:
+                    raise TransientError(f"{part.key}: totalCount moved from {pager.total} to {count} while paging")
                 out.write(orjson.dumps(page) + b"\n")
-                pages += 1
-                if not items:
-                    if offset < total:
-                        raise TransientError(f"{part.key}: empty page at offset {offset} of {total}")
-                    break
-                offset += len(items)
+                if not items and offset < count:
+                    raise TransientError(f"{part.key}: empty page at offset {offset} of {count}")
+                pager.update_state(count=len(items), total=count)
+        total = pager.total
         size = dest.stat().st_size
         return Raw(path=dest, size=size, name=dest.name, content_type="application/x-ndjson", meta={"total": total})
-
-    @staticmethod
-    def _get(url: str, query: list[tuple[str, str | int]], appname: str, ctx: Context) -> bytes:
-        try:
-            return ctx.http.get(url, params=query).content
-        except PermanentError as exc:
-            if refused := re.match(r"upstream answered (40[13]) ", exc.message):
-                raise PermanentError(
-                    f"ReliefWeb refused appname {appname!r} (HTTP {refused[1]}): since 1 November 2025 the "
-                    f"API needs a pre-approved appname (request one at https://apidoc.reliefweb.int/parameters"
-                    f"#appname), set as params.appname or ${APPNAME_ENV}"
-                ) from exc
-            raise
 
     def parse(self, stream: IO[bytes], part: Part) -> Iterator[Record]:
         return parse_pages(stream, part.stream, after=part.params.get("after"), until=part.params.get("until"))
@@ -354,6 +353,22 @@ class ReliefWeb(Source):
     def watermark(self, part: Part, records: int) -> str | None:
         # The whole window is stored (empty or not), so the position is its end.
         return str(part.params["until"]) if part.cursor else None
+
+
+def refused_appname(appname: str) -> Callable[[httpx.Response], IngestError | None]:
+    """The response hook: a 401/403 means the appname was refused, which says how to get one approved."""
+
+    def classify(response: httpx.Response) -> IngestError | None:
+        if response.status_code not in (401, 403):
+            return None
+        return response_error(
+            response,
+            message=f"ReliefWeb refused appname {appname!r} (HTTP {response.status_code}): since 1 November 2025 "
+            f"the API needs a pre-approved appname (request one at https://apidoc.reliefweb.int/parameters"
+            f"#appname), set as params.appname or ${APPNAME_ENV}",
+        )
+
+    return classify
 
 
 def _int(value: Any, field: str, label: str) -> int:

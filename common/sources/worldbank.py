@@ -7,13 +7,28 @@ import logging
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 from pydantic import Field, ValidationInfo, field_validator
 
-from common.core.errors import PermanentError, TransientError
-from common.sources.base import Column, Context, Params, Part, QueueConfig, Raw, Record, Schedule, Source
+from common.core.errors import IngestError, PermanentError, TransientError
+from common.sources.base import (
+    Column,
+    Context,
+    PageNumberPaginator,
+    Params,
+    Part,
+    QueueConfig,
+    Raw,
+    Record,
+    Schedule,
+    Source,
+    response_error,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
 
 log = logging.getLogger("tributary.sources.worldbank")
 
@@ -198,31 +213,29 @@ class WorldBank(Source):
         query: dict[str, Any] = {"format": "json", "per_page": p["per_page"]}
         query.update({k: p[k] for k in ("date", "source") if k in p})
         dest = ctx.workdir / f"{part.key}.ndjson"
-        pages = total = None
+        pager = PageNumberPaginator()
+        total: int | None = None
         rows_seen = 0
         first_updated: str | None = None
-        page = 1
         with dest.open("wb") as out:
-            while True:
-                label = f"{part.key} page {page}"
-                doc = _decode(_get(url, {**query, "page": page}, ctx), label)
+            while pager.has_next:
+                label = f"{part.key} page {pager.page}"
+                doc = _decode(_get(url, {**query, **pager.params()}, ctx), label)
                 meta, rows = split_page(doc, label)
-                if pages is None:
-                    # The first answer's page count is the one to trust: past the end the API
-                    # answers a recalculated one.
-                    pages, total, first_updated = meta["pages"], meta["total"], meta.get("lastupdated")
-                    if pages > p["max_pages"]:
+                if total is None:
+                    # The first answer's page count is the one to trust (the paginator keeps it): past
+                    # the end the API answers a recalculated one.
+                    total, first_updated = meta["total"], meta.get("lastupdated")
+                    if meta["pages"] > p["max_pages"]:
                         raise PermanentError(
-                            f"{part.key}: {total:,} rows in {pages} pages of {p['per_page']:,} exceeds "
+                            f"{part.key}: {total:,} rows in {meta['pages']} pages of {p['per_page']:,} exceeds "
                             f"max_pages={p['max_pages']}; raise per_page or lower batch_size"
                         )
                 elif meta.get("lastupdated") != first_updated or meta["total"] != total:
-                    raise TransientError(f"{part.key}: the series was updated while paging (page {page}); retry")
+                    raise TransientError(f"{part.key}: the series was updated while paging (page {pager.page}); retry")
                 out.write(orjson.dumps(doc) + b"\n")
                 rows_seen += len(rows)
-                if page >= pages or not rows:
-                    break
-                page += 1
+                pager.update_state(count=len(rows), total=meta["pages"])
         if rows_seen != total:
             raise TransientError(f"{part.key}: got {rows_seen:,} rows where the API announced {total:,}; retry")
         size = dest.stat().st_size
@@ -246,14 +259,17 @@ def _url(base: str, indicator: str, countries: tuple[str, ...]) -> str:
     return f"{base}/country/{';'.join(countries)}/indicator/{indicator}"
 
 
+def classify_response(response: httpx.Response) -> IngestError | None:
+    """A 400 whose body is an HTML page, not JSON, is a known passing fault: transient, so it is retried
+    in the task. Every other answer is classified by its status."""
+    if response.status_code == 400 and response.content.lstrip().startswith(b"<"):
+        return response_error(response, transient=True, note="(an HTML error page, which this API sends in passing)")
+    return None
+
+
 def _get(url: str, query: dict[str, Any], ctx: Context) -> bytes:
-    """GET one page. A 400 whose body is an HTML page, not JSON, is a known passing fault: retry it."""
-    try:
-        return ctx.http.get(url, params=query).content
-    except PermanentError as exc:
-        if re.match(r"upstream answered 400 from \S+: \s*<", exc.message):
-            raise TransientError(f"{exc.message[:200]} (an HTML error page, which this API sends in passing)") from exc
-        raise
+    """GET one page (see :func:`classify_response`)."""
+    return ctx.http.get(url, params=query, classify=classify_response).content
 
 
 def _decode(body: bytes, label: str) -> Any:

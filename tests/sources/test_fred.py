@@ -21,7 +21,14 @@ import pyarrow.parquet as pq
 import pytest
 
 import common.sources.fred as fred_mod
-from common.core.errors import BadParams, ConfigError, IngestError, PermanentError, TransientError
+from common.core.errors import (
+    BadParams,
+    ConfigError,
+    IngestError,
+    PermanentError,
+    TransientError,
+    UpstreamPermanent,
+)
 from common.gcp.objects import LocalStore
 from common.local.recorded import ReplayServer
 from common.local.samples import HERE as SAMPLES
@@ -779,7 +786,7 @@ def test_key_never_in_output_names_logs_or_connection_errors(tmp_path: Path, cap
 
 
 def test_http_error_mapping_redacts_whatever_it_is_given() -> None:
-    exc = PermanentError(f"upstream answered 400 from https://x/fred: api_key={KEY} is odd")
+    exc = UpstreamPermanent(400, "https://x/fred", excerpt=f"api_key={KEY} is odd")
     mapped = http_error(exc, "GDP", KEY)
     assert KEY not in mapped.message and "FRED refused the API key" in mapped.message
     assert fred_error(503, "busy", "GDP").kind == "transient"

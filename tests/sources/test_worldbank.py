@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from common.core.errors import BadParams, PermanentError, TransientError
+from common.core.errors import BadParams, PermanentError, TransientError, UpstreamTransient
 from common.core.schema import arrow_schema
 from common.gcp.objects import LocalStore
 from common.local.recorded import ReplayServer
@@ -450,6 +450,36 @@ def test_html_400_is_transient_but_json_400_is_permanent(tmp_path: Path) -> None
     other = httpx.MockTransport(lambda r: httpx.Response(400, json={"error": "bad"}))
     with Http(transport=other, max_tries=1) as http, pytest.raises(PermanentError, match="upstream answered 400"):
         SOURCE.fetch(demo_part(), ctx_for(http, "https://api.worldbank.org/v2", tmp_path / "b"))
+
+
+def test_a_passing_html_400_is_retried_inside_the_task_and_then_succeeds(tmp_path: Path) -> None:
+    """The 400 with an HTML page is classified in the retry loop, not sent back to Cloud Tasks (30 s backoff)."""
+    seen: list[int] = []
+    good = orjson.dumps(_page(1, "2024-12-16", 2, total=2, pages=1))
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        seen.append(int(request.url.params["page"]))
+        if len(seen) == 1:
+            return httpx.Response(400, text="<!DOCTYPE html><html><title>Request Error</title>")
+        return httpx.Response(200, content=good)
+
+    with Http(transport=httpx.MockTransport(flaky), max_tries=2) as http:
+        raw = SOURCE.fetch(demo_part(), ctx_for(http, "https://api.worldbank.org/v2", tmp_path / "w"))
+    assert seen == [1, 1]
+    with raw.open() as f:
+        assert len(list(SOURCE.parse(f, demo_part()))) == 2
+
+
+def test_the_html_400_error_carries_its_fields(tmp_path: Path) -> None:
+    html = httpx.MockTransport(lambda r: httpx.Response(400, text=" <html>Request Error</html>"))
+    with Http(transport=html, max_tries=1) as http, pytest.raises(UpstreamTransient) as info:
+        SOURCE.fetch(demo_part(), ctx_for(http, "https://api.worldbank.org/v2", tmp_path / "w"))
+    error = info.value
+    assert error.status == 400 and error.excerpt == "<html>Request Error</html>" and error.retry_after is None
+    assert error.url == "https://api.worldbank.org/v2/country/BRA;IND;NGA/indicator/NY.GDP.PCAP.CD"
+    assert str(error) == f"upstream answered 400 from {error.url}: {error.excerpt} " + (
+        "(an HTML error page, which this API sends in passing)"
+    )
 
 
 # ---- 6. secrets ------------------------------------------------------------------------------------------
