@@ -20,7 +20,7 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-import common.sources.fred as fred_mod
+import common.sources.fred.client as fred_mod
 from common.core.errors import (
     BadParams,
     ConfigError,
