@@ -126,7 +126,6 @@ class Fred(Source):
         key = ctx.secrets.get(SECRET)
         if not key:
             raise ConfigError(f"secret {SECRET} is not set (env {SECRET_ENV}; needed by source {self.name})")
-
         return fetch_answers(part, ctx, key)
 
     def parse(self, stream: IO[bytes], part: Part) -> Iterator[Record]:
