@@ -219,3 +219,15 @@ def reset_clients() -> None:
         _storage_for,
     ):
         cached.cache_clear()
+
+
+def unavailable_cause(exc: BaseException) -> BaseException | None:
+    """What made a Google call fail for want of an answer (the service down, retries or the deadline run
+    out), or None for any other error, which is then a bug to propagate."""
+    if not type(exc).__module__.startswith("google."):
+        return None
+    from google.api_core import exceptions as gexc
+
+    if not isinstance(exc, gexc.RetryError | gexc.ServiceUnavailable | gexc.DeadlineExceeded):
+        return None
+    return getattr(exc, "cause", None) or exc

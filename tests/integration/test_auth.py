@@ -22,19 +22,22 @@ from cloudevents.http import CloudEvent
 from functions_framework import create_app
 from werkzeug.serving import make_server
 
+import common.gcp.idtokens
 import common.runtime.api
 import common.runtime.auth
 import common.runtime.outcomes
 import common.runtime.status
 from common.core.events import Event, EventData, EventType
+from common.core.identity import Unauthorized
 from common.core.jobs import Job
 from common.gcp import clients
+from common.gcp.idtokens import verify_id_token
 from common.gcp.tasks import TaskPayload, ensure_queue, queue_path
 from common.local.emulators.certs import CertsServer
 from common.local.emulators.oidc import LocalSigner
 from common.local.recorded import ReplayServer
 from common.local.samples import HERE as SAMPLES
-from common.runtime.auth import Unauthorized, hash_api_key, verify_id_token, verify_internal
+from common.runtime.auth import hash_api_key, verify_internal
 from common.settings import reset_settings
 from common.sources import get_source
 from tests.sources.gdelt_helpers import gdelt_replay_dir
@@ -62,9 +65,9 @@ def intruder() -> LocalSigner:
 @pytest.fixture
 def certs(signer: LocalSigner) -> Iterator[CertsServer]:
     with CertsServer(signer) as server:
-        common.runtime.auth.CERTS.clear()
+        common.gcp.idtokens.CERTS.clear()
         yield server
-    common.runtime.auth.CERTS.clear()
+    common.gcp.idtokens.CERTS.clear()
 
 
 @pytest.fixture
@@ -363,7 +366,7 @@ def test_tasks_emulator_tokens_pass_and_tokenless_tasks_are_refused_and_retried(
     from google.protobuf import duration_pb2
 
     with CertsServer(tasks_emulator.signer) as certs:
-        common.runtime.auth.CERTS.clear()
+        common.gcp.idtokens.CERTS.clear()
         monkeypatch.setenv("TRIBUTARY_AUTH", "on")
         monkeypatch.setenv("TRIBUTARY_OIDC_CERTS_URL", certs.certs_url)
         monkeypatch.setenv("TRIBUTARY_INVOKER_SERVICE_ACCOUNT", INVOKER)
@@ -417,7 +420,7 @@ def test_scheduler_emulator_tokens_reach_the_api(gcp, tasks_emulator, serve, mon
         CertsServer(signer) as certs,
         SchedulerEmulator(signer=signer, clock=FrozenClock(datetime(2024, 1, 1, tzinfo=UTC))) as emu,
     ):
-        common.runtime.auth.CERTS.clear()
+        common.gcp.idtokens.CERTS.clear()
         url, _ = serve(create_app("api", str(FUNCTIONS / "api.py")))
         for key, value in {"TRIBUTARY_AUTH": "on", "TRIBUTARY_OIDC_CERTS_URL": certs.certs_url,
                            "TRIBUTARY_INVOKER_SERVICE_ACCOUNT": INVOKER, "TRIBUTARY_API_URL": url}.items():  # fmt: skip
@@ -483,9 +486,9 @@ def test_certs_are_fetched_once_and_cached_within_the_ttl(auth_on: CertsServer, 
 def test_the_cache_honours_max_age_within_its_bounds(monkeypatch, certs: CertsServer, signer) -> None:
     now = [1000.0]
     monkeypatch.setattr(
-        common.runtime.auth, "time", type("Clock", (), {"monotonic": lambda: now[0], "time": time.time})
+        common.gcp.idtokens, "time", type("Clock", (), {"monotonic": lambda: now[0], "time": time.time})
     )
-    cache = common.runtime.auth.CertsCache()
+    cache = common.gcp.idtokens.CertsCache()
     certs.max_age = 300
     cache.get(certs.certs_url, max_ttl=60)  # our bound wins over Google's max-age
     now[0] += 59
@@ -497,7 +500,7 @@ def test_the_cache_honours_max_age_within_its_bounds(monkeypatch, certs: CertsSe
     certs.max_age = 0  # a shorter max-age wins, but never below CERTS_MIN_TTL
     now[0] += 61
     cache.get(certs.certs_url, max_ttl=60)
-    now[0] += common.runtime.auth.CERTS_MIN_TTL - 1
+    now[0] += common.gcp.idtokens.CERTS_MIN_TTL - 1
     cache.get(certs.certs_url, max_ttl=60)
     assert cache.fetches == 3
 
@@ -507,7 +510,7 @@ def test_a_rotated_key_is_picked_up_by_a_refetch_at_most_every_interval(
 ) -> None:
     new_key = LocalSigner()
     token = new_key.sign_id_token(INGEST_AUDIENCE, INVOKER)
-    cache = common.runtime.auth.CertsCache()
+    cache = common.gcp.idtokens.CertsCache()
 
     def verify() -> str:
         return verify_id_token(token, audience=INGEST_AUDIENCE, allowed=[INVOKER], certs_url=certs.certs_url,
@@ -519,7 +522,7 @@ def test_a_rotated_key_is_picked_up_by_a_refetch_at_most_every_interval(
     with pytest.raises(Unauthorized):  # a refetch only every CERTS_REFRESH_INTERVAL: no fetch storm
         verify()
     assert cache.fetches == 1
-    monkeypatch.setattr(common.runtime.auth, "CERTS_REFRESH_INTERVAL", 0.0)
+    monkeypatch.setattr(common.gcp.idtokens, "CERTS_REFRESH_INTERVAL", 0.0)
     assert verify() == INVOKER and cache.fetches == 2
 
 

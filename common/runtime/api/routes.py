@@ -8,6 +8,7 @@ from typing import Any
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
+from common.gcp import clients
 from common.runtime.api import handlers as h
 from common.runtime.api import models as m
 from common.runtime.api.models import ApiError, Response, Route
@@ -104,12 +105,8 @@ def handle(method: str, path: str, *, query: dict[str, str], headers: dict[str, 
 def _google_unavailable(exc: Exception) -> ApiError | None:
     """A Google service that did not answer in time (Firestore down, a call past its deadline): a 503 the
     caller can retry, instead of a 500 page. Other errors are bugs and propagate."""
-    if not type(exc).__module__.startswith("google."):
+    cause = clients.unavailable_cause(exc)
+    if cause is None:
         return None
-    from google.api_core import exceptions as gexc
-
-    if not isinstance(exc, gexc.RetryError | gexc.ServiceUnavailable | gexc.DeadlineExceeded):
-        return None
-    cause = getattr(exc, "cause", None) or exc
     message = f"a Google Cloud service is unavailable or did not answer in time: {cause}"
     return ApiError(503, "backend_unavailable", message)
