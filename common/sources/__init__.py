@@ -11,10 +11,10 @@ cold start about 100 ms (``python -X importtime -c 'import functions.ingest'``; 
 from __future__ import annotations
 
 import importlib
-import os
 from functools import cache
 
 from common.core.errors import ConfigError
+from common.settings import settings
 from common.sources.base import Source
 
 #: name -> "module:Class", in the order the sources are listed (api, demo, deploy).
@@ -42,9 +42,12 @@ def _builtin(name: str) -> Source:
     return source
 
 
-@cache
 def _extra() -> tuple[Source, ...]:
-    spec = os.environ.get("TRIBUTARY_EXTRA_SOURCES", "").strip()
+    return _extra_from(settings().extra_sources.strip())
+
+
+@cache
+def _extra_from(spec: str) -> tuple[Source, ...]:
     out = []
     for entry in filter(None, (e.strip() for e in spec.split(","))):
         try:

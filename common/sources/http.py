@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import ssl
 import time
 from collections.abc import Collection, Mapping
@@ -32,10 +31,10 @@ import tenacity
 import tenacity.stop
 
 from common.core.errors import PermanentError, TransientError
+from common.settings import settings
 from common.sources.base import Classify, default_classify, redact, response_error, safe_url
 
 __all__ = [
-    "DEFAULT_TIMEOUT",
     "Classify",
     "Download",
     "Http",
@@ -46,18 +45,17 @@ __all__ = [
     "tls_context",
 ]
 
-#: ``TRIBUTARY_HTTP_READ_TIMEOUT`` (seconds between bytes) lowers it, e.g. for the fault-injection suite.
-DEFAULT_TIMEOUT = httpx.Timeout(
-    connect=10.0, read=float(os.environ.get("TRIBUTARY_HTTP_READ_TIMEOUT") or 60.0), write=60.0, pool=10.0
-)
 USER_AGENT = "tributary/0.1 (+https://github.com/tributary)"
 #: In-task retries before the error goes back to Cloud Tasks.
 MAX_TRIES = 3
 #: Never sleep longer than this inside a task for one Retry-After; longer waits go back to the queue.
 MAX_INLINE_WAIT = 30.0
-#: Refuse upstream payloads larger than this (a protective bound, overridable per call and by
-#: ``TRIBUTARY_MAX_DOWNLOAD_BYTES``).
-DEFAULT_MAX_BYTES = int(os.environ.get("TRIBUTARY_MAX_DOWNLOAD_BYTES") or 2 * 1024**3)
+
+
+def default_timeout() -> httpx.Timeout:
+    """The client's timeouts; the read timeout (seconds between bytes) is ``settings().http_read_timeout``,
+    which the fault-injection suite lowers."""
+    return httpx.Timeout(connect=10.0, read=settings().http_read_timeout, write=60.0, pool=10.0)
 
 
 class _RedactLog(logging.Filter):
@@ -125,13 +123,13 @@ class Http:
         name: str = "default",
         headers: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        timeout: httpx.Timeout | None = None,
         max_tries: int = MAX_TRIES,
         classify: Classify | None = None,
     ) -> None:
         self._client = httpx.Client(
             verify=tls_context(),
-            timeout=timeout,
+            timeout=timeout or default_timeout(),
             follow_redirects=True,
             headers={"User-Agent": USER_AGENT, **(headers or {})},
             transport=transport,
@@ -221,7 +219,7 @@ class Http:
         url: str,
         dest: Path,
         *,
-        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_bytes: int | None = None,
         classify: Classify | None = None,
         secrets: Collection[str] = (),
         **kwargs: Any,
@@ -229,6 +227,7 @@ class Http:
         """Stream ``url`` into ``dest`` (never all in memory), hashing as it goes; retried like :meth:`get`.
 
         ``classify`` sees failed answers only (with their body read): a 2xx body goes to disk unread.
+        ``max_bytes`` defaults to ``settings().max_download_bytes`` (a protective bound, 2 GiB).
 
         Raises:
             TransientError: as for :meth:`get`, and for a body cut short.
@@ -236,7 +235,8 @@ class Http:
         """
         for attempt in self._retrying():
             with attempt:
-                return self._download_once(url, dest, max_bytes, classify, secrets, **kwargs)
+                limit = max_bytes or settings().max_download_bytes
+                return self._download_once(url, dest, limit, classify, secrets, **kwargs)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _download_once(

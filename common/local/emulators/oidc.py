@@ -18,6 +18,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from common.settings import settings
+
 #: The issuer Google puts in ID tokens minted for Cloud Tasks and Cloud Scheduler.
 GOOGLE_ISSUER = "https://accounts.google.com"
 
@@ -88,4 +90,4 @@ class LocalSigner:
 
 def default_signer() -> LocalSigner:
     """The signer of this process: key from ``TRIBUTARY_OIDC_KEY_FILE`` when set, else a fresh key."""
-    return LocalSigner(os.environ.get("TRIBUTARY_OIDC_KEY_FILE") or None)
+    return LocalSigner(settings().oidc_key_file or None)
