@@ -11,60 +11,37 @@ the batch that created it; a batch reports the jobs it reused separately (``reus
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field
-
-from common.core.jobs import Job, JobStatus, canonical_json, is_valid_id, job_id_for
+from common.core.batches import Batch, batch_id_for, overall, parse_bound
+from common.core.jobs import Job, JobStatus, is_valid_id, job_id_for
 from common.gcp.firestore import batches as batches_repo
 from common.gcp.firestore import jobs as jobs_repo
 from common.gcp.tasks import TaskPayload, enqueue_many
 from common.runtime.ingest import source_context
 from common.sources.base import Source
 
+__all__ = [
+    "Batch",
+    "batch_id_for",
+    "counts",
+    "create_children",
+    "describe",
+    "load",
+    "overall",
+    "parse_bound",
+    "plan_backfill",
+    "save",
+]
+
 log = logging.getLogger("tributary.batches")
 
 #: Firestore round trips in flight while creating a batch's jobs.
 CREATE_CONCURRENCY = 32
 MAX_CHILDREN = 50_000
-
-
-class Batch(BaseModel):
-    batch_id: str
-    kind: str
-    source: str | None = None
-    start: str | None = None
-    end: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-    total: int = 0
-    created: int = 0
-    reused: int = 0
-    job_ids: list[str] = Field(default_factory=list, exclude=True)
-    #: Jobs this batch found already made by another trigger: counted with the batch, never re-run.
-    reused_ids: list[str] = Field(default_factory=list)
-    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-
-
-def parse_bound(value: str, *, end: bool) -> datetime:
-    """A range bound: an ISO date (whole days; an ``end`` date is included) or an ISO datetime (UTC if naive).
-
-    Raises:
-        ValueError: not an ISO date or datetime.
-    """
-    if len(value) == 10:
-        day = date.fromisoformat(value)
-        moment = datetime.combine(day + timedelta(days=1) if end else day, time(), tzinfo=UTC)
-        return moment
-    moment = datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def batch_id_for(kind: str, basis: Any) -> str:
-    return f"{kind}-{hashlib.sha256(canonical_json(basis)).hexdigest()[:20]}"
 
 
 def create_children(batch: Batch, source: Source, children: list[dict[str, Any]], *, trigger: str) -> Batch:
@@ -133,16 +110,6 @@ def counts(batch_id: str, reused_ids: list[str] | None = None) -> dict[str, int]
         if value in out:
             out[value] += 1
     return out
-
-
-def overall(c: dict[str, int], total: int) -> str:
-    """One status for a batch: succeeded/failed when every job ended, running once any started."""
-    ended = c["succeeded"] + c["failed"]
-    if total and ended >= total:
-        return "failed" if c["failed"] else "succeeded"
-    if ended or c["running"]:
-        return "running"
-    return "queued"
 
 
 def describe(batch: Batch) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Batches in Firestore: ``batches/{batch_id}``, what one trigger asked and planned (the model is
-``common.runtime.batches.Batch``; its progress is counted over ``jobs``, never stored here)."""
+``common.core.batches.Batch``; its progress is counted over ``jobs``, never stored here)."""
 
 from __future__ import annotations
 

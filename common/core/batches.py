@@ -1,0 +1,58 @@
+"""The batch model: the jobs made by one trigger (a backfill range, run-daily), and its one overall status."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from common.core.jobs import canonical_json
+
+
+class Batch(BaseModel):
+    """What a trigger asked for and how many jobs it planned; progress is counted over the jobs, not stored."""
+
+    batch_id: str
+    kind: str
+    source: str | None = None
+    start: str | None = None
+    end: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    total: int = 0
+    created: int = 0
+    reused: int = 0
+    job_ids: list[str] = Field(default_factory=list, exclude=True)
+    #: Jobs this batch found already made by another trigger: counted with the batch, never re-run.
+    reused_ids: list[str] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+def parse_bound(value: str, *, end: bool) -> datetime:
+    """A range bound: an ISO date (whole days; an ``end`` date is included) or an ISO datetime (UTC if naive).
+
+    Raises:
+        ValueError: not an ISO date or datetime.
+    """
+    if len(value) == 10:
+        day = date.fromisoformat(value)
+        moment = datetime.combine(day + timedelta(days=1) if end else day, time(), tzinfo=UTC)
+        return moment
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def batch_id_for(kind: str, basis: Any) -> str:
+    """A deterministic batch id: the same trigger with the same basis is the same batch."""
+    return f"{kind}-{hashlib.sha256(canonical_json(basis)).hexdigest()[:20]}"
+
+
+def overall(c: dict[str, int], total: int) -> str:
+    """One status for a batch: succeeded/failed when every job ended, running once any started."""
+    ended = c["succeeded"] + c["failed"]
+    if total and ended >= total:
+        return "failed" if c["failed"] else "succeeded"
+    if ended or c["running"]:
+        return "running"
+    return "queued"
