@@ -47,7 +47,16 @@ from common.ops.plan_model import (
     QueuePlan,
     SecretRef,
 )
-from common.ops.staging import ENTRY_POINTS, MAIN_PY, PACKAGES, REPO, STAGE_IGNORE, requirements, stage
+from common.ops.staging import (
+    ENTRY_POINTS,
+    MAIN_PY,
+    PACKAGES,
+    REPO,
+    STAGE_IGNORE,
+    STAGED_MODULES,
+    requirements,
+    stage,
+)
 from common.settings import Settings, settings
 from common.sources import all_sources
 
@@ -206,9 +215,10 @@ def build_plan(
     if extra := s.extra_sources.strip():
         env["TRIBUTARY_EXTRA_SOURCES"] = extra
         for entry in filter(None, (e.strip() for e in extra.split(","))):
-            if entry.split(".", 1)[0] not in PACKAGES:
+            module = entry.split(":", 1)[0]
+            if not any(module == m or module.startswith(m + ".") for m in STAGED_MODULES):
                 warnings.append(
-                    f"TRIBUTARY_EXTRA_SOURCES entry {entry!r} lives outside {', '.join(PACKAGES)}: "
+                    f"TRIBUTARY_EXTRA_SOURCES entry {entry!r} lives outside {', '.join(STAGED_MODULES)}: "
                     "the staged functions will not contain it, so they will fail to import it"
                 )
 
