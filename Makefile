@@ -11,7 +11,7 @@ help:
 	@echo "make demo        the local stack on bundled samples, one ingestion per source (offline)"
 	@echo "make test        the test suite (unit, emulators, end to end)"
 	@echo "make test-faults the whole fault-injection matrix"
-	@echo "make lint        ruff, format check and mypy"
+	@echo "make lint        ruff, format check, mypy and the layer contracts"
 	@echo "make bench       benchmarks, written to BENCHMARKS.md"
 
 $(STAMP): pyproject.toml
@@ -43,6 +43,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy common functions scheduler
+	$(BIN)/lint-imports --no-cache
 
 format: venv
 	$(BIN)/ruff format .
