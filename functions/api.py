@@ -5,7 +5,7 @@ import orjson
 from flask import Request, Response
 
 from common import setup_logging
-from common.runtime.api import MAX_BODY, handle
+from common.runtime.api import MAX_BODY, finish, handle, refusal
 from common.runtime.auth import guard
 
 setup_logging()
@@ -14,11 +14,21 @@ setup_logging()
 @functions_framework.http
 def api(request: Request) -> Response:
     lowered = {k.lower(): v for k, v in request.headers.items()}
-    body, status, headers = guard("api", request.path, lowered) or handle(
-        request.method,
-        request.path,
-        query=request.args.to_dict(),
-        headers=lowered,
-        body=request.stream.read(MAX_BODY + 1),
+    body, status, headers = finish(
+        guard("api", request.path, lowered)
+        or handle(
+            request.method,
+            request.path,
+            query=request.args.to_dict(),
+            headers=lowered,
+            body=request.stream.read(MAX_BODY + 1),
+        )
     )
+    return Response(orjson.dumps(body), status, headers, content_type="application/json")
+
+
+@functions_framework.errorhandler(Exception)
+def not_html(exc: Exception) -> Response:
+    """What Flask answers itself (a path its catch-all route does not match, e.g. one with a newline), as JSON."""
+    body, status, headers = refusal(exc)
     return Response(orjson.dumps(body), status, headers, content_type="application/json")

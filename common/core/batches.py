@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from common.core.inputs import parse_bound
 from common.core.jobs import canonical_json
+
+__all__ = ["Batch", "batch_id_for", "overall", "parse_bound"]
 
 
 class Batch(BaseModel):
@@ -27,20 +30,6 @@ class Batch(BaseModel):
     #: Jobs this batch found already made by another trigger: counted with the batch, never re-run.
     reused_ids: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-
-
-def parse_bound(value: str, *, end: bool) -> datetime:
-    """A range bound: an ISO date (whole days; an ``end`` date is included) or an ISO datetime (UTC if naive).
-
-    Raises:
-        ValueError: not an ISO date or datetime.
-    """
-    if len(value) == 10:
-        day = date.fromisoformat(value)
-        moment = datetime.combine(day + timedelta(days=1) if end else day, time(), tzinfo=UTC)
-        return moment
-    moment = datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def batch_id_for(kind: str, basis: Any) -> str:

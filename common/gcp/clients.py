@@ -10,7 +10,10 @@ against a local server, and nothing here writes the host into ``os.environ`` (do
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +28,8 @@ _lock = threading.RLock()
 PUBLISH_BATCH_LATENCY = 0.001
 #: Distinct Settings whose clients are kept (the process's own, plus a few operator targets).
 _PER_SETTINGS = 4
+#: The deadline of the innermost :func:`call_deadline` block (None: ``call_deadline`` of the settings).
+_deadline: ContextVar[float | None] = ContextVar("tributary_call_deadline", default=None)
 
 
 def _anonymous() -> Any:
@@ -190,8 +195,23 @@ def _storage_for(project: str) -> Any:
 
 def bounded_call() -> dict[str, Any]:
     """``retry`` and ``timeout`` keyword arguments that end a Google call, retries included, after
-    ``TRIBUTARY_CALL_DEADLINE`` seconds (the clients' own defaults retry an unreachable service for 60-300 s)."""
-    return _bounded(settings().call_deadline)
+    ``TRIBUTARY_CALL_DEADLINE`` seconds (the clients' own defaults retry an unreachable service for 60-300 s),
+    or after the deadline of the enclosing :func:`call_deadline` block."""
+    return _bounded(_deadline.get() or settings().call_deadline)
+
+
+@contextlib.contextmanager
+def call_deadline(seconds: float) -> Iterator[None]:
+    """Bound the Google calls made in this block, in this thread, by ``seconds`` instead of ``call_deadline``
+    (the api's reads use the shorter ``api_read_deadline``, so an outage frees its threads sooner).
+
+    A thread pool started inside the block keeps the default: context variables do not cross into its threads.
+    """
+    token = _deadline.set(seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
 
 
 @lru_cache(maxsize=4)

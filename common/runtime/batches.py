@@ -27,8 +27,10 @@ from common.sources.base import Source
 __all__ = [
     "Batch",
     "batch_id_for",
+    "child_jobs",
     "counts",
     "create_children",
+    "create_jobs",
     "describe",
     "load",
     "overall",
@@ -50,6 +52,16 @@ def create_children(batch: Batch, source: Source, children: list[dict[str, Any]]
     Raises:
         common.core.errors.BadParams: a planned child's params are invalid (nothing is created).
     """
+    return create_jobs(batch, source, child_jobs(batch, source, children, trigger=trigger))
+
+
+def child_jobs(batch: Batch, source: Source, children: list[dict[str, Any]], *, trigger: str) -> list[Job]:
+    """The batch's jobs for the planned children: validated, and distinct (two children of one job id are one
+    job, so a batch's total is always its distinct jobs and it can end).
+
+    Raises:
+        common.core.errors.BadParams: a planned child's params are invalid.
+    """
     now = datetime.now(UTC)
     jobs = []
     for raw in children:
@@ -57,7 +69,11 @@ def create_children(batch: Batch, source: Source, children: list[dict[str, Any]]
         job_id = job_id_for(source.name, source.dedup_params(params, now))
         stored = params.model_dump(mode="json", exclude_none=True)
         jobs.append(Job(job_id=job_id, source=source.name, params=stored, trigger=trigger, batch_id=batch.batch_id))
-    unique = list({j.job_id: j for j in jobs}.values())
+    return list({j.job_id: j for j in jobs}.values())
+
+
+def create_jobs(batch: Batch, source: Source, unique: list[Job]) -> Batch:
+    """Create the distinct jobs of :func:`child_jobs` (concurrently) and enqueue those still queued."""
     with ThreadPoolExecutor(max_workers=CREATE_CONCURRENCY, thread_name_prefix="create-job") as pool:
         results = list(pool.map(jobs_repo.create_job, unique))
     batch.total = len(unique)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from common.core.inputs import AsciiInt
 from common.gcp.tasks import TaskPayload
 from common.runtime.ingest import Delivery, run_task
 from common.sources import get_source
@@ -18,30 +19,37 @@ from common.sources import get_source
 Answer = tuple[dict[str, Any], int, dict[str, str]]
 
 
+class TaskHeaders(BaseModel):
+    """The ``X-CloudTasks-*`` headers read (keys lower-case), parsed like every other input: ASCII digits."""
+
+    retry_count: AsciiInt = Field(0, alias="x-cloudtasks-taskretrycount", le=1_000_000)
+    task_name: str = Field("", alias="x-cloudtasks-taskname", max_length=500)
+
+
 def _error(status: int, code: str, message: str) -> Answer:
     return {"error": {"code": code, "message": message}}, status, {}
+
+
+def _invalid(exc: ValidationError, default: str) -> Answer:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or default
+    return _error(400, "invalid_task", f"{where}: {err['msg']}")
 
 
 def answer_task(body: bytes, headers: dict[str, str], *, expected_source: str | None) -> Answer:
     """Run the task in ``body`` and answer as Cloud Tasks needs. ``headers`` keys are lower-case."""
     try:
         payload = TaskPayload.model_validate_json(body)
+        sent = TaskHeaders.model_validate({k: v for k, v in headers.items() if k.startswith("x-cloudtasks-")})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "body"
-        return _error(400, "invalid_task", f"{where}: {err['msg']}")
+        return _invalid(exc, "body")
     if expected_source and payload.source != expected_source:
         return _error(400, "wrong_source", f"this function ingests {expected_source!r}, not {payload.source!r}")
     try:
         source = get_source(payload.source)
     except KeyError as exc:
         return _error(400, "unknown_source", str(exc.args[0]))
-    retries = headers.get("x-cloudtasks-taskretrycount", "0")
-    delivery = Delivery(
-        attempt=(int(retries) if retries.isdigit() else 0) + 1,
-        max_attempts=source.queue.max_attempts,
-        task_name=headers.get("x-cloudtasks-taskname", ""),
-    )
+    delivery = Delivery(attempt=sent.retry_count + 1, max_attempts=source.queue.max_attempts, task_name=sent.task_name)
     outcome = run_task(payload, delivery)
     if outcome.retry:
         extra = {"Retry-After": str(max(1, round(outcome.retry_after)))} if outcome.retry_after else {}

@@ -17,12 +17,12 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from common.core.errors import (
     BadParams,
@@ -66,6 +66,10 @@ __all__ = [
 ]
 
 
+#: The annotations of a boolean params field.
+BOOL_TYPES: tuple[Any, ...] = (bool, bool | None)
+
+
 @dataclass(frozen=True)
 class Schedule:
     """When the scheduler triggers the source: a 5-field cron evaluated in ``time_zone``."""
@@ -89,9 +93,18 @@ class QueueConfig:
 
 
 class Params(BaseModel):
-    """Base of every source's params model: unknown fields are rejected, so typos fail loudly."""
+    """Base of every source's params model: unknown fields are rejected, so typos fail loudly, and a boolean
+    field takes a JSON boolean only (pydantic's lax mode would also take 0, 1, "yes" or "on")."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and field.annotation in BOOL_TYPES and not isinstance(value, bool | None):
+            raise ValueError("must be a JSON boolean, true or false")
+        return value
 
 
 class Part(BaseModel):
@@ -190,6 +203,8 @@ class Source(ABC):
     daily_params: ClassVar[Mapping[str, Any]] = {}
     #: How much of a backfill range one child job covers (sources with start/end params).
     backfill_window: ClassVar[timedelta] = timedelta(days=1)
+    #: The first moment the source has data for (UTC): a backfill starting earlier is refused.
+    earliest: ClassVar[datetime] = datetime(1970, 1, 1, tzinfo=UTC)
 
     @classmethod
     def base_url(cls) -> str:

@@ -153,6 +153,8 @@ def slot_of(url: str) -> str | None:
 
 class Gdelt(Source):
     name = "gdelt"
+    #: GDELT 2.0's first 15-minute slot (FIRST_SLOT): nothing older is published.
+    earliest = datetime(2015, 2, 18, 23, 0, tzinfo=UTC)
     description = "GDELT 2.0 event, mention and GKG files, published every 15 minutes"
     schedule = Schedule(cron="3,18,33,48 * * * *", time_zone="UTC")
     # data.gdeltproject.org is a static file host; keep it polite and let a slow slot retry later.

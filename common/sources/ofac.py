@@ -133,6 +133,8 @@ def cursor_sha256(cursor: str | None) -> str | None:
 
 class Ofac(Source):
     name = "ofac"
+    #: The SDN list as a downloadable file begins in 1995 (each job fetches the current snapshot anyway).
+    earliest = datetime(1995, 1, 1, tzinfo=UTC)
     description = "OFAC SDN list (sdn, add, alt, comments CSV files), stored when a file's content changes"
     # OFAC updates the list on "no predetermined timetable" (its FAQ 20): poll hourly; an unchanged
     # file costs one download and writes nothing.

@@ -6,6 +6,17 @@ Every bad request answers 4xx with ``{"error": {"code", "message", "field"}}`` a
 """
 
 from common.runtime.api.models import MAX_BODY, MAX_LIMIT, ApiError, Route
-from common.runtime.api.routes import ROUTER, ROUTES, document, handle
+from common.runtime.api.routes import ROUTER, ROUTES, document, finish, handle, refusal
 
-__all__ = ["MAX_BODY", "MAX_LIMIT", "ROUTER", "ROUTES", "ApiError", "Route", "document", "handle"]
+__all__ = [
+    "MAX_BODY",
+    "MAX_LIMIT",
+    "ROUTER",
+    "ROUTES",
+    "ApiError",
+    "Route",
+    "document",
+    "finish",
+    "handle",
+    "refusal",
+]

@@ -14,18 +14,18 @@ from zoneinfo import ZoneInfo
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from common.core.errors import BadParams, IngestError, TransientError
+from common.core.errors import BadParams
 from common.core.jobs import Job, JobStatus, job_id_for
 from common.gcp import firestore, tasks
 from common.runtime import batches, reaper
 from common.runtime.api.models import (
     MAX_BODY,
-    MAX_KEY,
     MAX_LIMIT,
     ApiError,
-    BackfillRequest,
+    JobHeaders,
     JobQuery,
     JobRequest,
+    ReaperQuery,
     Response,
     RunDailyRequest,
 )
@@ -35,6 +35,8 @@ from common.sources.base import Source
 log = logging.getLogger("tributary.api")
 
 M = TypeVar("M", bound=BaseModel)
+#: The first day run-daily accepts (its latest is tomorrow, UTC: a day ahead of n8n's time zone at most).
+RUN_DAILY_FIRST = date(1970, 1, 1)
 
 
 def _json_body(body: bytes, headers: dict[str, str]) -> Any:
@@ -51,7 +53,14 @@ def _json_body(body: bytes, headers: dict[str, str]) -> Any:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from exc
 
 
-def _request(model: type[M], body: bytes, headers: dict[str, str], *, optional: bool = False) -> M:
+def parse_body(
+    model: type[M],
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    optional: bool = False,
+    codes: dict[str, str] | None = None,
+) -> M:
     """The request body as ``model``: a JSON object, validated.
 
     Raises:
@@ -63,16 +72,51 @@ def _request(model: type[M], body: bytes, headers: dict[str, str], *, optional: 
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _validation(exc) from None
+        raise _validation(exc, codes) from None
 
 
-def _validation(exc: ValidationError) -> ApiError:
+def _validation(
+    exc: ValidationError, codes: dict[str, str] | None = None, default: str = "invalid_request"
+) -> ApiError:
+    """The first error of ``exc`` as a 400 naming its field; ``codes`` gives some fields a code of their own."""
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "body"
-    return ApiError(400, "invalid_request", f"{where}: {err['msg']}", field=where)
+    if err["type"] == "extra_forbidden" and default != "invalid_request":
+        return ApiError(400, "unknown_parameter", f"unknown parameter {where!r}", field=where)
+    code = (codes or {}).get(where) or (codes or {}).get(err["type"]) or default
+    return ApiError(400, code, f"{where}: {err['msg']}", field=where)
 
 
-def _source(name: str, field: str = "source") -> Source:
+def parse_query(model: type[M], query: dict[str, str], codes: dict[str, str] | None = None) -> M:
+    """The query string as ``model`` (every value parsed by it; unknown parameters refused).
+
+    Raises:
+        ApiError: 400 naming the parameter at fault.
+    """
+    try:
+        return model.model_validate(query)
+    except ValidationError as exc:
+        raise _validation(exc, codes, default="invalid_parameter") from None
+
+
+def parse_headers(model: type[M], headers: dict[str, str]) -> M:
+    """The headers ``model`` names (by alias, any case), parsed by it.
+
+    Raises:
+        ApiError: 400 invalid_header naming the header.
+    """
+    wanted = {}
+    for name, info in model.model_fields.items():
+        alias = info.alias or name
+        if alias.lower() in headers:
+            wanted[alias] = headers[alias.lower()]
+    try:
+        return model.model_validate(wanted)
+    except ValidationError as exc:
+        raise _validation(exc, default="invalid_header") from None
+
+
+def source_named(name: str, field: str = "source") -> Source:
     try:
         return get_source(name)
     except KeyError as exc:
@@ -96,7 +140,7 @@ def submit(
     Raises:
         ApiError: unknown source or invalid params (400), or Cloud Tasks refused the task (503).
     """
-    source = _source(source_name)
+    source = source_named(source_name)
     try:
         params = source.validate_params(raw_params)
     except BadParams as exc:
@@ -121,12 +165,8 @@ def submit(
 
 
 def submit_job(*, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
-    req = _request(JobRequest, body, headers)
-    key = headers.get("idempotency-key")
-    if key is not None and not (1 <= len(key) <= MAX_KEY):
-        raise ApiError(
-            400, "invalid_header", f"Idempotency-Key must be 1 to {MAX_KEY} characters", field="Idempotency-Key"
-        )
+    req = parse_body(JobRequest, body, headers)
+    key = parse_headers(JobHeaders, headers).idempotency_key
     job, created = submit(req.source, req.params, idempotency_key=key)
     extra = {"Location": f"/v1/jobs/{job.job_id}"}
     if not created:
@@ -142,20 +182,11 @@ def get_job(*, job_id: str, **_: Any) -> Response:
 
 
 def list_jobs(*, query: dict[str, str], **_: Any) -> Response:
-    unknown = set(query) - set(JobQuery.model_fields)
-    if unknown:
-        name = sorted(unknown)[0]
-        raise ApiError(400, "unknown_parameter", f"unknown query parameter {name!r}", field=name)
-    source = query.get("source")
-    if source is not None:
-        _source(source)
-    status = query.get("status")
-    if status is not None and status not in JobStatus.__members__:
-        raise ApiError(400, "invalid_status", f"status must be one of {', '.join(JobStatus)}", field="status")
-    raw_limit = query.get("limit", str(JobQuery.model_fields["limit"].default))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        raise ApiError(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_LIMIT}", field="limit")
-    jobs = firestore.list_jobs(source=source, status=status, batch_id=query.get("batch_id"), limit=int(raw_limit))
+    q = parse_query(JobQuery, query, {"limit": "invalid_limit", "status": "invalid_status"})
+    if q.source is not None:
+        source_named(q.source)
+    status = q.status.value if q.status is not None else None
+    jobs = firestore.list_jobs(source=q.source, status=status, batch_id=q.batch_id, limit=q.limit)
     return {"jobs": [j.public() for j in jobs]}, 200, {}
 
 
@@ -191,58 +222,6 @@ def health(**_: Any) -> Response:
     return {"ok": True}, 200, {}
 
 
-def submit_backfill(*, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
-    req = _request(BackfillRequest, body, headers)
-    source = _source(req.source)
-    bounds = {}
-    for name in ("start", "end"):
-        try:
-            bounds[name] = batches.parse_bound(getattr(req, name), end=name == "end")
-        except ValueError:
-            raise ApiError(400, "invalid_range", f"{name} must be an ISO date or datetime", field=name) from None
-    if bounds["end"] <= bounds["start"]:
-        raise ApiError(400, "invalid_range", "end must be after start", field="end")
-    basis = {
-        "source": source.name,
-        "start": bounds["start"].isoformat(),
-        "end": bounds["end"].isoformat(),
-        "params": req.params,
-    }
-    batch = batches.Batch(
-        batch_id=batches.batch_id_for("backfill", basis),
-        kind="backfill",
-        source=source.name,
-        start=basis["start"],
-        end=basis["end"],
-        params=req.params,
-    )
-    try:
-        children = batches.plan_backfill(source, bounds["start"], bounds["end"], req.params)
-    except BadParams as exc:
-        raise ApiError(400, "invalid_params", exc.message, field=exc.field) from None
-    except TransientError as exc:
-        raise ApiError(503, "upstream_unavailable", f"planning the backfill failed: {exc.message}") from None
-    except IngestError as exc:
-        raise ApiError(502, "upstream_error", f"planning the backfill failed: {exc.message}") from None
-    if not children:
-        raise ApiError(
-            400, "empty_range", f"{source.name} published nothing between {req.start} and {req.end}", field="start"
-        )
-    if len(children) > batches.MAX_CHILDREN:
-        raise ApiError(
-            400,
-            "range_too_large",
-            f"the range makes {len(children):,} jobs; the limit is {batches.MAX_CHILDREN:,}: split it",
-            field="end",
-        )
-    try:
-        batches.create_children(batch, source, children, trigger="backfill")
-    except BadParams as exc:
-        raise ApiError(400, "invalid_params", exc.message, field=exc.field) from None
-    stored = batches.save(batch)
-    return batches.describe(stored), 202, {"Location": f"/v1/backfills/{stored.batch_id}"}
-
-
 def get_backfill(*, batch_id: str, **_: Any) -> Response:
     batch = batches.load(batch_id)
     if batch is None:
@@ -262,12 +241,17 @@ def due_on(source: Source, day: date) -> bool:
 
 def run_daily(*, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
     """Enqueue every source due on the day; the answer's ``job_id`` is the batch's, for polling."""
-    req = _request(RunDailyRequest, body, headers, optional=True)
-    try:
-        day = date.fromisoformat(req.date) if req.date else datetime.now(UTC).date()
-    except ValueError:
-        raise ApiError(400, "invalid_date", "date must be YYYY-MM-DD", field="date") from None
-    chosen = [_source(n, field="sources") for n in req.sources] if req.sources else list(all_sources())
+    req = parse_body(RunDailyRequest, body, headers, optional=True, codes={"date": "invalid_date"})
+    today = datetime.now(UTC).date()
+    day = req.date or today
+    if not RUN_DAILY_FIRST <= day <= today + timedelta(days=1):
+        raise ApiError(
+            400,
+            "invalid_date",
+            f"date must be from {RUN_DAILY_FIRST} to tomorrow ({today + timedelta(days=1)})",
+            field="date",
+        )
+    chosen = [source_named(n, field="sources") for n in req.sources] if req.sources else list(all_sources())
     due = [s for s in chosen if due_on(s, day)]
     batch_id = f"run-daily-{day.strftime('%Y%m%d')}" + (
         f"-{batches.batch_id_for('s', req.sources)}" if req.sources else ""
@@ -284,7 +268,7 @@ def run_daily(*, query: dict[str, str], headers: dict[str, str], body: bytes) ->
         )
         jobs.append(job)
         batch.created += int(new)
-    batch.total = len(jobs)
+    batch.total = len({j.job_id for j in jobs})  # the sources are distinct, so are their jobs
     batch.reused_ids = [j.job_id for j in jobs if j.batch_id != batch_id]
     batch.reused = len(batch.reused_ids)
     stored = batches.save(batch)
@@ -305,5 +289,5 @@ def get_any(*, job_id: str, **kwargs: Any) -> Response:
 
 def run_reaper(*, query: dict[str, str], **_: Any) -> Response:
     """Fail stuck jobs and re-enqueue stale queued ones (the ``tributary-reaper`` schedule calls this)."""
-    done = reaper.reap(dry_run=query.get("dry_run") in ("1", "true"))
+    done = reaper.reap(dry_run=parse_query(ReaperQuery, query).dry_run)
     return {"reaped": [r.__dict__ for r in done]}, 200, {}

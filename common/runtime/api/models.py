@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
+from common.core.inputs import AsciiInt, Bound, IsoDay, StrictBool, TextBool, parse_bound
 from common.core.jobs import ID_RE, Job, JobStatus
 
 #: The largest request body read; a longer one is refused with 413.
@@ -46,6 +48,8 @@ class Route:
     body_required: bool = True
     query: type[BaseModel] | None = None
     headers: type[BaseModel] | None = None
+    #: Other success answers: (status, model, description), e.g. a dry run's plan.
+    also: tuple[tuple[int, type[BaseModel], str], ...] = ()
 
 
 class ApiError(Exception):
@@ -82,6 +86,7 @@ class Error(Answer):
 
 
 # ---- requests ------------------------------------------------------------------------------------
+# Every parameter is parsed here, by pydantic, never by hand (common.core.inputs says why).
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     source: str = Field(min_length=1, max_length=64)
@@ -95,28 +100,41 @@ class JobHeaders(BaseModel):
 class JobQuery(BaseModel):
     """The filters of ``GET /v1/jobs``; any other query parameter is refused."""
 
-    source: str | None = None
+    model_config = ConfigDict(extra="forbid")
+    source: str | None = Field(None, min_length=1, max_length=64)
     status: JobStatus | None = None
-    batch_id: str | None = None
-    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    batch_id: str | None = Field(None, min_length=1, max_length=MAX_KEY)
+    limit: AsciiInt = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
 
 
 class BackfillRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     source: str = Field(min_length=1, max_length=64)
-    start: str = Field(description="ISO date (whole day) or datetime, UTC")
-    end: str = Field(description="ISO date (included) or datetime (excluded), UTC")
+    start: Bound = Field(description="ISO date (whole day) or datetime, UTC; not before the source's earliest data")
+    end: Bound = Field(description="ISO date (included) or datetime (excluded), UTC; not after today")
     params: dict[str, Any] = Field(default_factory=dict)
+    dry_run: StrictBool = Field(False, description="answer the plan (jobs, queue rate, duration); create nothing")
+    confirm: StrictBool = Field(False, description="create a backfill larger than the confirmation threshold")
+
+    def range(self) -> tuple[datetime, datetime]:
+        """``[start, end)`` as UTC moments (validated already, so this does not raise)."""
+        return parse_bound(self.start, end=False), parse_bound(self.end, end=True)
 
 
 class RunDailyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    date: str | None = Field(None, description="the day, YYYY-MM-DD (default: today, UTC)")
-    sources: list[str] | None = None
+    date: IsoDay | None = Field(None, description="the day, YYYY-MM-DD (default: today, UTC); not after tomorrow")
+    sources: list[str] | None = Field(None, max_length=64, description="source names; a repeated name counts once")
+
+    @field_validator("sources")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        return list(dict.fromkeys(value)) if value is not None else None
 
 
 class ReaperQuery(BaseModel):
-    dry_run: bool = Field(False, description="report what would be done, do nothing")
+    model_config = ConfigDict(extra="forbid")
+    dry_run: TextBool = Field(False, description="report what would be done, do nothing")
 
 
 # ---- responses -----------------------------------------------------------------------------------
@@ -145,6 +163,22 @@ class BatchOut(Answer):
     status: str
     counts: BatchCounts
     done: int
+
+
+class BackfillPlan(Answer):
+    """What a backfill would do (``dry_run``): nothing is created."""
+
+    dry_run: bool = True
+    source: str
+    start: str
+    end: str
+    jobs: int = Field(description="the child jobs it would make (distinct)")
+    max_dispatches_per_second: float = Field(description="the source's queue rate")
+    max_concurrent_dispatches: int = Field(description="the source's queue concurrency")
+    estimated_seconds: float = Field(description="at least jobs / rate: how long the queue needs to dispatch them")
+    confirmation_required: bool = Field(description="whether creating it needs confirm: true")
+    max_unconfirmed_jobs: int
+    max_unconfirmed_seconds: float
 
 
 class RunDailyOut(BatchOut):

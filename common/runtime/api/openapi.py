@@ -57,7 +57,8 @@ def _operation(route: Route) -> dict[str, Any]:
         "content": _json(_ref(route.response) if route.response else ANY_OBJECT),
     }
     errors = {"description": "a JSON error naming the problem", "content": _json(_ref(Error))}
-    op["responses"] = {str(route.status): success, **{str(code): errors for code in route.errors}}
+    others = {str(code): {"description": text, "content": _json(_ref(model))} for code, model, text in route.also}
+    op["responses"] = {str(route.status): success, **others, **{str(code): errors for code in route.errors}}
     return op
 
 
@@ -104,6 +105,8 @@ def _schemas(routes: Iterable[Route]) -> dict[str, Any]:
             models[route.body] = "validation"
         if route.response is not None:
             models[route.response] = "serialization"
+        for _, model, _ in route.also:
+            models[model] = "serialization"
     _, top = models_json_schema(list(models.items()), ref_template=REF)  # type: ignore[arg-type]
     return dict(top.get("$defs", {}))
 

@@ -6,13 +6,15 @@ import logging
 from typing import Any
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import Map, RequestRedirect, Rule
 
 from common.gcp import clients
+from common.runtime.api import backfills
 from common.runtime.api import handlers as h
 from common.runtime.api import models as m
 from common.runtime.api.models import ApiError, Response, Route
 from common.runtime.api.openapi import document as build_document
+from common.settings import settings
 
 log = logging.getLogger("tributary.api")
 
@@ -41,8 +43,9 @@ ROUTES: tuple[Route, ...] = (
         description="every source", errors=(503,),
     ),
     Route(
-        "POST", "/v1/backfills", h.submit_backfill, "Backfill a range", status=202, response=m.BatchOut,
-        description="the batch", errors=(400, 413, 415, 502, 503), body=m.BackfillRequest,
+        "POST", "/v1/backfills", backfills.submit_backfill, "Backfill a range (dry_run: its plan)", status=202,
+        response=m.BatchOut, description="the batch", errors=(400, 409, 413, 415, 502, 503), body=m.BackfillRequest,
+        also=((200, m.BackfillPlan, "the plan of a dry run: nothing is created"),),
     ),
     Route(
         "POST", "/v1/reaper:run", h.run_reaper, "Fail stuck jobs, re-enqueue stale queued ones (the reaper, now)",
@@ -66,10 +69,17 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/openapi.json", serve_document, "This document", description="the OpenAPI document"),
 )  # fmt: skip
 
+#: A trailing slash is accepted (``/v1/jobs/``); repeated slashes are not merged: werkzeug would answer them
+#: with a redirect, where the API answers only JSON, so ``/v1/jobs//`` is a JSON 404.
 ROUTER = Map(
     [Rule(r.rule, methods=[r.method], endpoint=r.handler) for r in ROUTES],
     strict_slashes=False,
+    merge_slashes=False,
 )
+#: Seconds a client is told to wait before retrying a 503 that carries no better figure.
+RETRY_AFTER = "10"
+#: Methods that only read: their Google calls get the shorter ``api_read_deadline``.
+READS = frozenset({"GET", "HEAD"})
 
 
 def document() -> dict[str, Any]:
@@ -77,13 +87,30 @@ def document() -> dict[str, Any]:
     return build_document(ROUTES)
 
 
+def finish(answer: Response) -> Response:
+    """The answer as sent: every 503 says when to retry (``Retry-After``)."""
+    body, status, headers = answer
+    if status == 503 and "Retry-After" not in headers:
+        headers = {**headers, "Retry-After": RETRY_AFTER}
+    return body, status, headers
+
+
 def handle(method: str, path: str, *, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
     """Route one request. Answers (json, status, headers); never raises."""
+    s = settings()
+    deadline = min(s.api_read_deadline, s.call_deadline) if method in READS else s.call_deadline
+    with clients.call_deadline(deadline):
+        return finish(_dispatch(method, path, query=query, headers=headers, body=body))
+
+
+def _dispatch(method: str, path: str, *, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
     try:
         handler, args = ROUTER.bind("api").match(path, method=method)
         return handler(query=query, headers=headers, body=body, **args)
     except ApiError as exc:
         return exc.body(), exc.status, {}
+    except RequestRedirect:  # not with merge_slashes off; never a redirect, whatever werkzeug adds
+        return ApiError(404, "not_found", f"no route {method} {path}").body(), 404, {}
     except MethodNotAllowed as exc:
         return (
             ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}").body(),
@@ -99,7 +126,18 @@ def handle(method: str, path: str, *, query: dict[str, str], headers: dict[str, 
         if (unavailable := _google_unavailable(exc)) is None:
             raise
         log.warning("%s %s: %s", method, path, unavailable.message)
-        return unavailable.body(), unavailable.status, {"Retry-After": "10"}
+        return unavailable.body(), unavailable.status, {"Retry-After": RETRY_AFTER}
+
+
+def refusal(exc: BaseException) -> Response:
+    """The JSON answer to what the web framework raised before reaching :func:`handle` (an HTTP error of its
+    own routing, such as a 404 for a path with a newline), or to a bug (500, logged)."""
+    if isinstance(exc, HTTPException):
+        code = exc.code or 500
+        error = "not_found" if code == 404 else "bad_request" if code < 500 else "internal_error"
+        return ApiError(code, error, exc.description or exc.name).body(), code, {}
+    log.error("unhandled error", exc_info=exc)
+    return ApiError(500, "internal_error", "internal error; it was logged").body(), 500, {}
 
 
 def _google_unavailable(exc: Exception) -> ApiError | None:

@@ -24,6 +24,8 @@ from common.sources.comtrade.query import (
 
 class Comtrade(Source):
     name = "comtrade"
+    #: UN Comtrade's annual series start in 1962.
+    earliest = datetime(1962, 1, 1, tzinfo=UTC)
     description = "UN Comtrade final trade data (goods and services), annual and monthly, by reporter and partner"
     # Comtrade publishes as countries report (continuously); a daily look at the newest periods is plenty.
     schedule = Schedule(cron="30 6 * * *", time_zone="UTC")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import IO, Any
 
 from common.core.errors import (
@@ -31,6 +31,8 @@ def _iso(d: date | None) -> str | None:
 
 class Fred(Source):
     name = "fred"
+    #: FRED's first real-time date ("the beginning of time" in its docs, params.EARLIEST).
+    earliest = datetime(1776, 7, 4, tzinfo=UTC)
     description = "FRED economic series observations with their ALFRED vintages (realtime_start/realtime_end)"
     # Early morning in St. Louis: yesterday's vintages are complete, and 04:15 is clear of the hours
     # that daylight saving skips or repeats.

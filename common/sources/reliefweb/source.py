@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from common.core.errors import BadParams
@@ -28,6 +28,8 @@ from common.sources.reliefweb.parse import DISASTERS, REPORTS, parse_pages
 
 class ReliefWeb(Source):
     name = "reliefweb"
+    #: ReliefWeb opened in 1996; no report or disaster was changed on it before then.
+    earliest = datetime(1996, 1, 1, tzinfo=UTC)
     description = "ReliefWeb humanitarian reports and disasters (OCHA), incremental on the date they last changed"
     schedule = Schedule(cron="17 * * * *", time_zone="UTC")
     # Published quota: 1,000 calls a day per appname and 1,000 items per call. 0.01 parts/s is at most

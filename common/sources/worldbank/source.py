@@ -17,6 +17,8 @@ log = logging.getLogger("tributary.sources.worldbank")
 
 class WorldBank(Source):
     name = "worldbank"
+    #: World Development Indicators start in 1960 (each job fetches a series' whole history anyway).
+    earliest = datetime(1960, 1, 1, tzinfo=UTC)
     description = "World Bank indicators (WDI and other databases) per country, re-fetched when they are updated"
     # WDI is updated a few times a year; a daily look costs one call per indicator.
     schedule = Schedule(cron="40 5 * * *", time_zone="UTC")
