@@ -66,7 +66,7 @@ class Settings(BaseModel):
     call_deadline: float = Field(20.0, gt=0.0, le=300.0)
     # The same bound for the api's reads (GET): shorter, so that during a Firestore outage a read frees its
     # worker thread (8 per instance) and answers 503 soon; writes and the ingest path keep call_deadline.
-    api_read_deadline: float = Field(5.0, gt=0.0, le=300.0)
+    api_read_deadline: float = Field(10.0, gt=0.0, le=300.0)
     # The api function's base URL: Cloud Scheduler's token audience, and the CLI's default target.
     api_url: str = ""
 

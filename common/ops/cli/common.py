@@ -60,7 +60,8 @@ def call(method: str, url: str, **kwargs: Any) -> Any:
 
 def parse_params(items: list[str]) -> dict[str, Any]:
     """``KEY=VALUE`` pairs. A value stays a string (the source's params model converts "5" to 5 where a
-    number is wanted, and keeps "20240115120000" a slot) unless it is a JSON list, object or quoted string."""
+    number is wanted, and keeps "20240115120000" a slot) unless it is a JSON list, object or quoted string,
+    or ``true``/``false`` (a boolean field takes a JSON boolean only)."""
     params: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -72,7 +73,7 @@ def parse_params(items: list[str]) -> dict[str, Any]:
                 continue
             except json.JSONDecodeError as exc:
                 fail(f"--param {key}: {value!r} is not valid JSON ({exc.msg})")
-        params[key] = value
+        params[key] = {"true": True, "false": False}.get(value, value)
     return params
 
 

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from common.ops.cli.common import ApiUrl, api_url, call, console, fail, out, parse_params
+from common.runtime.api.backfills import duration
 
 jobs_app = typer.Typer(help="Submit and follow ingestion jobs through the API.", no_args_is_help=True)
 
@@ -112,12 +113,24 @@ def backfill_cmd(
     param: Annotated[list[str], typer.Option("--param", "-p", help="KEY=VALUE for every child job.")] = [],  # noqa: B006
     follow_progress: Annotated[bool, typer.Option("--follow/--no-follow", help="Show progress until done.")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to follow.")] = 3600,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (jobs, queue rate, duration).")] = False,
+    confirm: Annotated[bool, typer.Option("--confirm", help="Create a backfill over the size threshold.")] = False,
     url: ApiUrl = None,
 ) -> None:
     """Backfill a date range: one child job per slot or window, with a progress bar."""
     base = api_url(url)
     body = {"source": source, "start": start, "end": end, "params": parse_params(param)}
+    if dry_run or confirm:
+        body |= {"dry_run": dry_run, "confirm": confirm}
     batch = call("POST", f"{base}/v1/backfills", json=body)
+    if dry_run:
+        console.print(
+            f"{source}: {batch['jobs']:,} jobs; its queue ({batch['max_dispatches_per_second']:g}/s, "
+            f"{batch['max_concurrent_dispatches']} at a time) needs at least {duration(batch['estimated_seconds'])}"
+            + (" (over the threshold: create it with --confirm)" if batch["confirmation_required"] else "")
+        )
+        out.print_json(json.dumps(batch))
+        return
     console.print(
         f"backfill {batch['batch_id']}: {batch['total']} jobs ({batch['created']} new, "
         f"{batch['reused']} reused from earlier runs)"
