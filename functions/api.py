@@ -5,17 +5,19 @@ import orjson
 from flask import Request, Response
 
 from common import setup_logging
-from common.runtime.api import MAX_BODY, finish, handle, refusal
+from common.runtime.api import MAX_BODY, finish, handle, headers_refusal, let_headers_through, refusal
 from common.runtime.auth import guard
 
 setup_logging()
+let_headers_through()
 
 
 @functions_framework.http
 def api(request: Request) -> Response:
     lowered = {k.lower(): v for k, v in request.headers.items()}
     body, status, headers = finish(
-        guard("api", request.path, lowered)
+        headers_refusal(lowered)
+        or guard("api", request.path, lowered)
         or handle(
             request.method,
             request.path,

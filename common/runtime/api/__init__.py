@@ -7,6 +7,7 @@ Every bad request answers 4xx with ``{"error": {"code", "message", "field"}}`` a
 
 from common.runtime.api.models import MAX_BODY, MAX_LIMIT, ApiError, Route
 from common.runtime.api.routes import ROUTER, ROUTES, document, finish, handle, refusal
+from common.runtime.api.server import headers_refusal, let_headers_through
 
 __all__ = [
     "MAX_BODY",
@@ -18,5 +19,7 @@ __all__ = [
     "document",
     "finish",
     "handle",
+    "headers_refusal",
+    "let_headers_through",
     "refusal",
 ]
