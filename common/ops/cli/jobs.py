@@ -119,7 +119,7 @@ def backfill_cmd(
 ) -> None:
     """Backfill a date range: one child job per slot or window, with a progress bar."""
     base = api_url(url)
-    body = {"source": source, "start": start, "end": end, "params": parse_params(param)}
+    body: dict[str, Any] = {"source": source, "start": start, "end": end, "params": parse_params(param)}
     if dry_run or confirm:
         body |= {"dry_run": dry_run, "confirm": confirm}
     batch = call("POST", f"{base}/v1/backfills", json=body)
