@@ -73,7 +73,12 @@ def child_jobs(batch: Batch, source: Source, children: list[dict[str, Any]], *, 
 
 
 def create_jobs(batch: Batch, source: Source, unique: list[Job]) -> Batch:
-    """Create the distinct jobs of :func:`child_jobs` (concurrently) and enqueue those still queued."""
+    """Create the distinct jobs of :func:`child_jobs` (concurrently) and enqueue those still queued.
+
+    Raises:
+        google.api_core.exceptions.GoogleAPICallError: Firestore or Cloud Tasks refused (the jobs created stay
+            ``queued``; submitting the batch again enqueues them).
+    """
     with ThreadPoolExecutor(max_workers=CREATE_CONCURRENCY, thread_name_prefix="create-job") as pool:
         results = list(pool.map(jobs_repo.create_job, unique))
     batch.total = len(unique)

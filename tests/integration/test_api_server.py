@@ -88,3 +88,18 @@ def test_a_request_gunicorn_cannot_parse_answers_json(served_api: str) -> None:
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400") and b"Content-Type: application/json" in head, answer[:300]
     assert orjson.loads(body)["error"]["code"] == "bad_request"
+
+
+def test_the_cli_prints_a_backfill_plan_and_a_large_one_needs_confirm(served_api: str) -> None:
+    from typer.testing import CliRunner
+
+    from common.ops.cli import app
+
+    runner = CliRunner()
+    args = ["backfill", "reliefweb", "--start", "2020-01-01", "--end", "2020-12-31", "--api-url", served_api]
+    plan = runner.invoke(app, [*args, "--dry-run"])
+    assert plan.exit_code == 0, plan.output
+    assert "53 jobs" in plan.output and "--confirm" in plan.output and '"estimated_seconds": 5300' in plan.output
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 1 and "409 confirmation_required" in refused.output
+    assert "Traceback" not in refused.output
