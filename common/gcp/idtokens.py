@@ -62,7 +62,7 @@ def certs_from_json(data: Any) -> dict[str, str]:
 def _max_age(cache_control: str) -> float | None:
     for part in cache_control.split(","):
         name, _, value = part.strip().partition("=")
-        if name.lower() == "max-age" and value.strip().isdigit():
+        if name.lower() == "max-age" and value.strip().isascii() and value.strip().isdigit():
             return float(value.strip())
     return None
 

@@ -63,3 +63,12 @@ def test_booleans_are_booleans() -> None:
     for bad in ({"body": 1}, {"body": "true"}, {"query": "2"}, {"query": "yes"}, {"number": "٣"}):
         with pytest.raises(ValidationError):
             Flags.model_validate(bad)
+
+
+def test_header_numbers_outside_the_request_models_take_ascii_digits_only() -> None:
+    from common.core.errors import parse_retry_after
+    from common.gcp.idtokens import _max_age
+
+    assert parse_retry_after("²") is None and parse_retry_after("\u0663") is None  # raised ValueError / read 3
+    assert parse_retry_after("5") == 5.0
+    assert _max_age("max-age=²") is None and _max_age("public, max-age=300") == 300.0
