@@ -4,7 +4,7 @@ import functions_framework
 import orjson
 from flask import Request, Response
 
-from common import setup_logging
+from common import bind_request, setup_logging
 from common.runtime.api import MAX_BODY, handle
 from common.runtime.auth import guard
 
@@ -14,6 +14,7 @@ setup_logging()
 @functions_framework.http
 def api(request: Request) -> Response:
     lowered = {k.lower(): v for k, v in request.headers.items()}
+    bind_request(lowered)
     body, status, headers = guard("api", request.path, lowered) or handle(
         request.method,
         request.path,

@@ -33,6 +33,7 @@ _SHARED = frozenset(
         "grpcio",
         "cryptography",
         "pyjwt",
+        "python-json-logger",
     }
 )
 #: What each function imports on top (read from its code; ``tests/unit/test_deploy.py`` runs each staged
