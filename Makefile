@@ -1,5 +1,6 @@
 # Tributary: every target bootstraps what it needs (a .venv from pyproject.toml, at the exact versions of
-# constraints.txt; the emulators are checked). `make demo` installs the runtime only; the tests add [dev].
+# constraints.txt; the emulators are checked). `make demo` installs the runtime only; the tests add [dev,bench]
+# (the suite smoke-tests the benchmarks), `make lint` [dev].
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -39,7 +40,7 @@ emulators: venv
 demo: venv emulators
 	$(BIN)/tributary demo
 
-test: venv-dev emulators
+test: venv-all emulators
 	$(BIN)/python -m pytest -m "not live and not faults" $(PYTEST_ARGS)
 
 test-faults: venv-dev emulators

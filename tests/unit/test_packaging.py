@@ -60,4 +60,4 @@ def test_make_installs_from_the_constraints_and_demo_without_extras() -> None:
     makefile = (REPO / "Makefile").read_text()
     assert "-c constraints.txt" in makefile
     assert re.search(r"^demo: venv ", makefile, re.M), "make demo installs the runtime only"
-    assert re.search(r"^test: venv-dev ", makefile, re.M)
+    assert re.search(r"^test: venv-all ", makefile, re.M), "the suite runs the benchmark smoke tests too"
