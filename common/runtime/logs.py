@@ -92,7 +92,8 @@ def make_handler(fmt: Literal["json", "text"], stream: Any = None) -> logging.Ha
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(ContextFilter())
     if fmt == "json":
-        # Imported only where it is used: a local function or the CLI never pays for it.
+        # Imported only where it is used: a local function or the CLI never pays for it. In the cloud it adds
+        # 2 to 15 ms to a cold start (python -X importtime, after functions-framework, on a loaded 2-core machine).
         from pythonjsonlogger.json import JsonFormatter
 
         handler.setFormatter(
