@@ -104,4 +104,6 @@ class FriendlyGroup(TyperGroup):
                 raise
             typer.echo(f"error: {explain(exc)}", err=True)
             sys.exit(1)
+        finally:  # the next invocation in this process (tests, scheduler.cli on its own) starts afresh
+            options.target, options.debug = None, False
         sys.exit(code if isinstance(code, int) else 0)
