@@ -1,11 +1,13 @@
-# Tributary: every target bootstraps what it needs (a .venv from pyproject.toml; the emulators are checked).
+# Tributary: every target bootstraps what it needs (a .venv from pyproject.toml, at the exact versions of
+# constraints.txt; the emulators are checked). `make demo` installs the runtime only; the tests add [dev,bench]
+# (the suite smoke-tests the benchmarks), `make lint` [dev].
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+DEPS   := $(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: help venv emulators demo test test-faults test-live lint format bench clean
+.PHONY: help venv venv-dev venv-all constraints emulators demo test test-faults test-live lint format bench clean
 
 help:
 	@echo "make demo        the local stack on bundled samples, one ingestion per source (offline)"
@@ -13,15 +15,23 @@ help:
 	@echo "make test-faults the whole fault-injection matrix"
 	@echo "make lint        ruff, format check, mypy and the layer contracts"
 	@echo "make bench       benchmarks, written to BENCHMARKS.md"
+	@echo "make constraints constraints.txt from the venv (after changing a range in pyproject.toml)"
 
-$(STAMP): pyproject.toml
+# One stamp per set of extras ("" is the runtime alone), named after pyproject.toml and constraints.txt.
+$(VENV)/.installed-%-$(DEPS): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	@rm -f $(VENV)/.installed-*
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.$(if $(filter base,$*),,[$*])'
+	@rm -f $(VENV)/.installed-$*-*
 	@touch $@
 
-venv: $(STAMP)
+venv: $(VENV)/.installed-base-$(DEPS)
+venv-dev: $(VENV)/.installed-dev-$(DEPS)
+venv-all: $(VENV)/.installed-dev,bench-$(DEPS)
+
+constraints: venv-all
+	@{ sed -n '/^#/p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } > constraints.txt.new
+	@mv constraints.txt.new constraints.txt
 
 emulators: venv
 	@$(BIN)/python -c "from common.local.stack import emulator_commands, DEFAULT_PORTS; emulator_commands('127.0.0.1', DEFAULT_PORTS)" \
@@ -30,26 +40,26 @@ emulators: venv
 demo: venv emulators
 	$(BIN)/tributary demo
 
-test: venv emulators
+test: venv-all emulators
 	$(BIN)/python -m pytest -m "not live and not faults" $(PYTEST_ARGS)
 
-test-faults: venv emulators
+test-faults: venv-dev emulators
 	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
 
-test-live: venv
+test-live: venv-dev
 	$(BIN)/python -m pytest -m live $(PYTEST_ARGS)
 
-lint: venv
+lint: venv-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy common functions scheduler
 	$(BIN)/lint-imports --no-cache
 
-format: venv
+format: venv-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: venv emulators
+bench: venv-all emulators
 	$(BIN)/python -m tests.bench
 
 clean:

@@ -86,8 +86,11 @@ class Settings(BaseModel):
     # Plaintext gRPC "host:port" standing in for Secret Manager (tests only: Google ships no emulator for it).
     secret_manager_emulator_host: str | None = None
 
-    # Log level of every function (common.setup_logging).
+    # Log level of every function (common.runtime.logs.setup_logging).
     log_level: str = "INFO"
+    # Log lines as JSON objects for Cloud Logging, or as text; "auto": JSON on Cloud Run / Cloud Functions
+    # (K_SERVICE is set), text elsewhere (common.runtime.logs).
+    log_format: Literal["auto", "json", "text"] = "auto"
     # The source an ingest function is deployed for (one function per source); empty: any source.
     source: str = ""
     # Extra source classes, "module:Class" entries separated by commas (common.sources).

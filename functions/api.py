@@ -4,7 +4,7 @@ import functions_framework
 import orjson
 from flask import Request, Response
 
-from common import setup_logging
+from common import bind_request, setup_logging
 from common.runtime.api import MAX_BODY, finish, handle, headers_refusal, let_headers_through, refusal
 from common.runtime.auth import guard
 
@@ -15,6 +15,7 @@ let_headers_through()
 @functions_framework.http
 def api(request: Request) -> Response:
     lowered = {k.lower(): v for k, v in request.headers.items()}
+    bind_request(lowered)
     body, status, headers = finish(
         headers_refusal(lowered)
         or guard("api", request.path, lowered)

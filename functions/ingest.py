@@ -8,7 +8,7 @@ import functions_framework
 import orjson
 from flask import Request, Response
 
-from common import setup_logging
+from common import bind_request, setup_logging
 from common.runtime.auth import guard
 from common.runtime.outcomes import answer_task
 from common.settings import settings
@@ -19,6 +19,7 @@ setup_logging()
 @functions_framework.http
 def ingest(request: Request) -> Response:
     lowered = {k.lower(): v for k, v in request.headers.items()}
+    bind_request(lowered)
     body, status, headers = guard("ingest", request.path, lowered) or answer_task(
         request.get_data(),
         lowered,

@@ -6,8 +6,10 @@ imported inside the commands, so ``tributary --help`` pays for none of them.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 
@@ -27,9 +29,12 @@ schedule_app = typer.Typer(
 )
 
 ApiUrl = Annotated[
-    str,
+    str | None,
     typer.Option(
-        "--api-url", envvar=list(Settings.env_names("api_url")), help="Base URL of the api function the jobs call."
+        "--api-url",
+        envvar=list(Settings.env_names("api_url")),
+        help="Base URL of the api function the jobs call (default: the target's; the local stack's is "
+        f"{DEFAULT_API_URL}).",
     ),
 ]
 ConfigFile = Annotated[
@@ -59,12 +64,48 @@ def _load_sources() -> list[Any]:
     return list(all_sources())
 
 
-def _plan(api_url: str, config: Path | None) -> tuple[Plan, Any]:
-    from common.gcp.clients import scheduler
-    from common.settings import settings
+def _is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine (a real Cloud Scheduler can never call it)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback or ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+def _api_url(given: str | None, target: Any) -> str:
+    """The URL the jobs call: --api-url (or TRIBUTARY_API_URL), else the target's; never loopback for a project.
+
+    Raises:
+        typer.Exit: a real project with a loopback or unknown API URL.
+    """
+    url = given or target.api_url or (DEFAULT_API_URL if target.local else "")
+    if not target.local and not url:
+        typer.secho(
+            f"error: which API should {target.describe()}'s jobs call? pass --api-url (deploy.sh prints it) "
+            "or set TRIBUTARY_API_URL",
+            err=True,
+        )
+        raise typer.Exit(2)
+    if not target.local and _is_loopback(url):
+        typer.secho(
+            f"error: refusing to point {target.describe()}'s Cloud Scheduler jobs at {url}, a loopback address "
+            "no Google service can reach; pass --api-url with the deployed api's URL",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return url
+
+
+def _plan(api_url: str | None, config: Path | None) -> tuple[Plan, Any]:
+    from common.ops.cli.common import target
     from scheduler import sync
 
-    s = settings()
+    chosen = target()
+    api_url = _api_url(api_url, chosen)
+    s = chosen.settings
     try:
         overrides = sync.load_overrides(config) if config else None
         desired = sync.desired_jobs(
@@ -79,7 +120,7 @@ def _plan(api_url: str, config: Path | None) -> tuple[Plan, Any]:
     except (ValueError, RuntimeError) as exc:
         typer.secho(str(exc), err=True, fg="red")
         raise typer.Exit(2) from exc
-    client = scheduler()
+    client = chosen.scheduler
     return sync.plan(desired, sync.live_jobs(client, s.project, s.region)), client
 
 
@@ -145,7 +186,7 @@ def _print_result(result: ApplyResult) -> None:
 
 
 @schedule_app.command()
-def diff(api_url: ApiUrl = DEFAULT_API_URL, config: ConfigFile = None) -> None:
+def diff(api_url: ApiUrl = None, config: ConfigFile = None) -> None:
     """Show the jobs a sync would create, update or delete."""
     the_plan, _ = _plan(api_url, config)
     _print_plan(the_plan, prune=True)
@@ -155,7 +196,7 @@ def diff(api_url: ApiUrl = DEFAULT_API_URL, config: ConfigFile = None) -> None:
 def sync(
     prune: Annotated[bool, typer.Option("--prune", help="Delete tributary-* jobs no source schedules.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")] = False,
-    api_url: ApiUrl = DEFAULT_API_URL,
+    api_url: ApiUrl = None,
     config: ConfigFile = None,
 ) -> None:
     """Create, update, pause or resume the jobs so that Cloud Scheduler matches the sources."""

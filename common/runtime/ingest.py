@@ -26,6 +26,7 @@ from common.gcp.objects import OutputStore, output_store
 from common.gcp.pubsub import publish
 from common.gcp.secrets import get_secret
 from common.gcp.tasks import TaskPayload, enqueue
+from common.runtime.logs import bind_job
 from common.sources import get_source
 from common.sources.base import Context, Part, Source
 
@@ -76,6 +77,7 @@ def run_task(payload: TaskPayload, delivery: Delivery, *, store: OutputStore | N
     """Run one delivery of an ingest task and publish what happened. Never raises for ingestion errors."""
     source = get_source(payload.source)
     data = EventData(job_id=payload.job_id, source=source.name, attempt=delivery.attempt)
+    bind_job(job_id=payload.job_id, source=source.name, attempt=delivery.attempt)
     try:
         secrets = load_secrets(source)
         params = source.validate_params(payload.params)
@@ -121,7 +123,7 @@ def _transient(exc: TransientError, data: EventData, delivery: Delivery) -> Task
         }
         publish(Event.make(EventType.failed, data.model_copy(update={"error": error})))
         return TaskOutcome(body={"job_id": data.job_id, "error": error})
-    log.info("job %s attempt %d: transient: %s", data.job_id, delivery.attempt, exc.message)
+    log.warning("job %s attempt %d: transient: %s", data.job_id, delivery.attempt, exc.message)
     with contextlib.suppress(TransientError):  # the retry is what matters; the event is informational
         publish(Event.make(EventType.retrying, data.model_copy(update={"error": exc.to_dict()})))
     return TaskOutcome(retry=True, retry_after=exc.retry_after, body={"job_id": data.job_id, "error": exc.to_dict()})

@@ -7,6 +7,7 @@ that is not a well-formed task answers 400 with a JSON error (it was not sent by
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
@@ -15,6 +16,8 @@ from common.core.inputs import AsciiInt
 from common.gcp.tasks import TaskPayload
 from common.runtime.ingest import Delivery, run_task
 from common.sources import get_source
+
+log = logging.getLogger("tributary.ingest")
 
 Answer = tuple[dict[str, Any], int, dict[str, str]]
 
@@ -27,6 +30,7 @@ class TaskHeaders(BaseModel):
 
 
 def _error(status: int, code: str, message: str) -> Answer:
+    log.warning("task refused (%d %s): %s", status, code, message)
     return {"error": {"code": code, "message": message}}, status, {}
 
 

@@ -10,6 +10,7 @@ from common.core.events import Event
 from common.core.jobs import Job
 from common.gcp.firestore import deadletters
 from common.gcp.firestore.jobs import record_event
+from common.runtime.logs import bind_job
 
 log = logging.getLogger("tributary.status")
 
@@ -54,6 +55,7 @@ def handle_pubsub(data: Any) -> Job | None:
         log.error("unreadable event %s kept in dead_events: %s", exc.message_id or "?", exc)
         deadletters.record(exc.message_id, exc.raw, str(exc), exc.attributes)
         return None
+    bind_job(job_id=event.data.job_id, source=event.data.source, attempt=event.data.attempt)
     job = record_event(event)
     log.info("applied %s -> %s", event.id, job.status if job else "?")
     return job

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
 
 from common.ops import deploy_plan
 from common.sources.base import Column, Params, QueueConfig, Schedule, Source
@@ -452,8 +453,11 @@ def test_stage_writes_main_and_pinned_requirements(staged: Path) -> None:
     assert not list(staged.rglob("__pycache__"))
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     reqs = [line for line in (staged / "requirements.txt").read_text().splitlines() if not line.startswith("#")]
-    assert reqs and set(reqs) <= set(deps)
+    # Each line pins (==) a runtime dependency of pyproject.toml, to a version its range allows.
+    ranges = {Requirement(d).name.lower(): Requirement(d).specifier for d in deps}
+    assert reqs and all(Requirement(r).name.lower() in ranges for r in reqs)
     assert all("==" in r for r in reqs)
+    assert all(ranges[Requirement(r).name.lower()].contains(r.split("==")[1]) for r in reqs)
     with pytest.raises(deploy_plan.PlanError, match="not empty"):
         deploy_plan.stage("status", staged)
 

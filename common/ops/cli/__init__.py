@@ -7,16 +7,41 @@ the API), :mod:`.operations` (secrets, the reaper, dead letters, the demo), ``sc
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from common.ops.cli.common import api_url
+from common.ops.cli.common import api_url, options
 from common.ops.cli.dev import dev_app
+from common.ops.cli.errors import FriendlyGroup
 from common.ops.cli.jobs import backfill_cmd, follow, jobs_app, sources_cmd
 from common.ops.cli.operations import demo, dlq_app, reap_cmd, secrets_app
 
 __all__ = ["api_url", "app", "follow"]
 
-app = typer.Typer(help="Tributary: event-driven data ingestion on Google Cloud.", no_args_is_help=True)
+app = typer.Typer(
+    cls=FriendlyGroup, help="Tributary: event-driven data ingestion on Google Cloud.", no_args_is_help=True
+)
+
+
+@app.callback()
+def main(
+    target: Annotated[
+        str | None,
+        typer.Option("--target", "-t", help="'local' (the running local stack) or a Google Cloud project id."),
+    ] = None,
+    project: Annotated[str | None, typer.Option("--project", help="Same as --target PROJECT.")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of a failure.")] = False,
+) -> None:
+    """Tributary: event-driven data ingestion on Google Cloud.
+
+    Commands that reach a deployment resolve one target, in this order: --target/--project, the environment
+    (TRIBUTARY_PROJECT or GOOGLE_CLOUD_PROJECT, TRIBUTARY_API_URL, emulator hosts), the running local stack,
+    the Google Cloud CLI's configured project; each says which on stderr.
+    """
+    options.target, options.debug = target or project, debug
+
+
 app.add_typer(dev_app, name="dev")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(secrets_app, name="secrets")

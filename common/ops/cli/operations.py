@@ -32,7 +32,11 @@ def secrets_set(
     if value == "-":
         value = sys.stdin.read().strip()
     try:
-        where = set_secret(name, value, local=local)
+        if local:
+            where = set_secret(name, value, local=True)
+        else:
+            with target().active():
+                where = set_secret(name, value)
     except ConfigError as exc:
         fail(exc.message)
         return

@@ -151,6 +151,13 @@ def submit(
     job, created = firestore.create_job(
         Job(job_id=job_id, source=source.name, params=stored_params, trigger=trigger, batch_id=batch_id)
     )
+    log.info(
+        "submitted job %s (%s, %s by %s)",
+        job_id,
+        source.name,
+        "new" if created else f"existing, {job.status.value}",
+        trigger,
+    )
     if job.status is JobStatus.queued:
         try:
             tasks.enqueue(tasks.TaskPayload(job_id=job_id, source=source.name, params=job.params), source)
