@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from common.core.events import Event, EventData, EventType
-from common.core.jobs import Job, JobStatus, Progress, apply_event, is_valid_id
+from common.core.jobs import Job, JobStatus, Progress, apply_event, is_valid_id, outcome_key
 from common.gcp.firestore.query import bounded_call, count, db
 from common.gcp.firestore.sources import run_record, run_ref, update_source
 from common.gcp.names import EVENTS, JOBS, PARTS
@@ -81,7 +81,8 @@ def part_update_times(job_id: str) -> list[datetime]:
 
 
 def record_event(event: Event) -> Job | None:
-    """Apply ``event`` once, in one transaction. Returns the job as it now is (None when unknown and ignored).
+    """Apply ``event`` once, in one transaction. Returns the job as it now is, or None for an event of a job
+    that was never created (or of another source): nothing is written for it.
 
     A duplicate event (its marker exists) changes nothing. A part's progress event stores the part's
     result; when every part has reported, the job is finished by :func:`finish_if_complete`.
@@ -93,16 +94,18 @@ def record_event(event: Event) -> Job | None:
     marker_ref = job_ref.collection(EVENTS).document(event.id)
 
     @fs.transactional
-    def txn(transaction: Any) -> tuple[Job, bool]:
+    def txn(transaction: Any) -> tuple[Job | None, bool]:
         # Both documents in one read (one round trip, not two).
         read = transaction.get_all([job_ref, marker_ref], **bounded_call())
         snaps = {snap.reference.path: snap for snap in read}
         job_snap, marker = snaps[job_ref.path], snaps[marker_ref.path]
-        job = (
-            _load(job_snap.to_dict())
-            if job_snap.exists
-            else Job(job_id=event.data.job_id, source=event.data.source, created_at=event.time)
-        )
+        if not job_snap.exists:
+            # Every job is created (api, batch) before its task runs: an event for another id names a job we
+            # never made. Writing nothing keeps a forged or stray event from creating a phantom job.
+            return None, False
+        job = _load(job_snap.to_dict())
+        if job.source != event.data.source:
+            return None, False  # an event of another source's job id: as foreign as an unknown id
         if marker.exists:
             return job, False
         transaction.set(marker_ref, {"type": event.type.value, "time": event.time.isoformat()})
@@ -115,14 +118,17 @@ def record_event(event: Event) -> Job | None:
         new = apply_event(job, event)
         if new is not None:
             transaction.set(job_ref, new.model_dump(mode="json"))
-            if new.status.terminal and not job.status.terminal:
-                # The job's own run record, with the job (no other job writes it, so it adds no contention).
+            if new.status.terminal and new.decided_by != job.decided_by:
+                # The job's own run record, with the job (no other job writes it, so it adds no contention);
+                # rewritten when a later event decides the outcome (a success beating a failure).
                 transaction.set(run_ref(new), run_record(new, event))
         return (new or job), new is not None
 
     job, _changed = txn(client.transaction())
-    if job.status.terminal and job.status.value == event.type.value:
-        # Outside the job's transaction, so that the source's one document is not read by every event
+    if job is None:
+        return None
+    if job.status.terminal and job.decided_by == outcome_key(event):
+        # Only the event that decided the outcome moves the source. Outside the job's transaction, so that the source's one document is not read by every event
         # of every job (it was the hot document: lock timeouts under load). Monotonic and idempotent, so a
         # redelivered terminal event (its marker already written) simply applies it again.
         update_source(job, event)
