@@ -89,9 +89,14 @@ class QueueConfig:
 
 
 class Params(BaseModel):
-    """Base of every source's params model: unknown fields are rejected, so typos fail loudly."""
+    """Base of every source's params model: unknown fields are rejected, so typos fail loudly.
+
+    ``internal`` names fields only the service itself sets (a planner's hints, e.g. GDELT's listed sizes
+    for backfill children): callers are refused them, so no caller can steer a job another caller shares.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    internal: ClassVar[frozenset[str]] = frozenset()
 
 
 class Part(BaseModel):
@@ -196,12 +201,19 @@ class Source(ABC):
         """The upstream base URL: ``TRIBUTARY_<NAME>_BASE_URL`` when set (mirrors, replay servers)."""
         return os.environ.get(f"TRIBUTARY_{cls.name.upper()}_BASE_URL", cls.default_base_url).rstrip("/")
 
-    def validate_params(self, raw: Mapping[str, Any]) -> Params:
-        """The params as the source's model.
+    def validate_params(self, raw: Mapping[str, Any], *, trusted: bool = False) -> Params:
+        """The params as the source's model. Only ``trusted`` params (planned by the service itself: backfill
+        children, a task's payload) may carry the model's ``internal`` fields.
 
         Raises:
-            BadParams: naming the first invalid field.
+            BadParams: naming the first invalid field, or an internal field from a caller.
         """
+        if not trusted:
+            for name in sorted(self.params_model.internal & set(raw)):
+                raise BadParams(
+                    f"params.{name}: is set by the service's own planner and is not accepted from callers",
+                    field=f"params.{name}",
+                )
         try:
             return self.params_model.model_validate(dict(raw))
         except ValidationError as exc:
