@@ -128,9 +128,10 @@ def record_event(event: Event) -> Job | None:
     if job is None:
         return None
     if job.status.terminal and job.decided_by == outcome_key(event):
-        # Only the event that decided the outcome moves the source. Outside the job's transaction, so that the source's one document is not read by every event
-        # of every job (it was the hot document: lock timeouts under load). Monotonic and idempotent, so a
-        # redelivered terminal event (its marker already written) simply applies it again.
+        # Only the event that decided the outcome moves the source. Outside the job's transaction, so that the
+        # source's one document is not read by every event of every job (it was the hot document: lock timeouts
+        # under load). Monotonic and idempotent, so a redelivered terminal event (its marker already written)
+        # simply applies it again.
         update_source(job, event)
     # Count the parts after a part lands, and after "started" too: Pub/Sub may deliver every part's
     # event before the one that says how many parts there are.
