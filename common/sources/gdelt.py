@@ -111,6 +111,12 @@ STREAMS: dict[str, tuple[str, tuple[Column, ...]]] = {
 BLOCK_SIZE = 1 << 20
 
 
+def current_slot(now: datetime) -> str:
+    """The 15-minute slot ``now`` falls in (the newest one GDELT may publish soon)."""
+    window = now.astimezone(UTC).replace(second=0, microsecond=0)
+    return (window - timedelta(minutes=window.minute % 15)).strftime("%Y%m%d%H%M%S")
+
+
 class GdeltParams(Params):
     """``slot`` is a 15-minute slot ``YYYYMMDDHHMMSS``; omitted, the latest published slot."""
 
@@ -135,12 +141,6 @@ class GdeltParams(Params):
         if v > current_slot(datetime.now(UTC)):
             raise ValueError("is in the future: GDELT publishes a slot after it ends")
         return v
-
-
-def current_slot(now: datetime) -> str:
-    """The 15-minute slot ``now`` falls in (the newest one GDELT may publish soon)."""
-    window = now.astimezone(UTC).replace(second=0, microsecond=0)
-    return (window - timedelta(minutes=window.minute % 15)).strftime("%Y%m%d%H%M%S")
 
     @field_validator("streams")
     @classmethod
