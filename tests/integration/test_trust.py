@@ -94,3 +94,38 @@ def test_a_deployed_functions_source_must_match_too(gcp: str, topic, monkeypatch
     body = TaskPayload(job_id="fred-x", source="fred", params={}).model_dump_json()
     r = client.post("/", data=body.encode())
     assert r.status_code == 400 and r.get_json()["error"]["code"] == "wrong_source"
+
+
+# ---- api: the planner's hint is not a caller's to give ----------------------------------------------
+@pytest.fixture
+def api(gcp: str, tasks_emulator):
+    from common.gcp.tasks import ensure_queue
+    from common.sources import get_source
+
+    ensure_queue(get_source("gdelt"))
+    return create_app("api", str(FUNCTIONS / "api.py")).test_client()
+
+
+FORGED = {"events": [1, "0" * 32]}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/jobs", {"source": "gdelt", "params": {"expected": FORGED}}, "params.expected"),
+        ("/v1/jobs", {"source": "gdelt", "params": {"slot": "20240115120000", "expected": FORGED}}, "params.expected"),
+        ("/v1/jobs", {"source": "gdelt", "params": {"slot": "20991231234500"}}, "params.slot"),
+        (
+            "/v1/backfills",
+            {"source": "gdelt", "start": "2024-01-15", "end": "2024-01-15", "params": {"expected": FORGED}},
+            "params.expected",
+        ),
+    ],
+)
+def test_a_hint_or_a_future_slot_is_refused_and_the_scheduler_still_gets_its_job(api, path, body, field) -> None:
+    r = api.post(path, json=body)
+    assert r.status_code == 400, r.get_data(as_text=True)
+    assert r.get_json()["error"]["field"] == field
+    tick = api.post("/v1/jobs", json={"source": "gdelt", "params": {}})
+    assert tick.status_code == 202 and tick.headers.get("Idempotent-Replayed") != "true"
+    assert tick.get_json()["status"] == "queued"
