@@ -129,3 +129,33 @@ def test_a_hint_or_a_future_slot_is_refused_and_the_scheduler_still_gets_its_job
     tick = api.post("/v1/jobs", json={"source": "gdelt", "params": {}})
     assert tick.status_code == 202 and tick.headers.get("Idempotent-Replayed") != "true"
     assert tick.get_json()["status"] == "queued"
+
+
+@pytest.mark.parametrize("failure_first", [True, False])
+def test_a_multi_part_job_whose_parts_all_landed_succeeds_whatever_failed_first(status, failure_first: bool) -> None:
+    from common.core.events import PartProgress
+
+    job_id = f"gdelt-mp-{failure_first}"
+    create_job(Job(job_id=job_id, source="gdelt"))
+    started = make(EventType.started, job_id, progress=PartProgress(done=0, total=2))
+    parts = [
+        Event.make(
+            EventType.progress,
+            EventData(
+                job_id=job_id,
+                source="gdelt",
+                part=f"p{i}",
+                records=10,
+                outputs=[f"file:///p{i}"],
+                progress=PartProgress(done=1, total=2),
+            ),
+            seq=f"p{i}",
+        )
+        for i in range(2)
+    ]
+    failed = make(EventType.failed, job_id, attempt=2, error={"kind": "permanent", "message": "a duplicate lost"})
+    order = [started, failed, *parts] if failure_first else [started, *parts, failed]
+    for e in order:
+        assert push(status, e).status_code == 200
+    job = get_job(job_id)
+    assert (job.status, job.records, job.error) == ("succeeded", 20, None), job

@@ -141,7 +141,8 @@ def record_event(event: Event) -> Job | None:
 
 
 def finish_if_complete(job_id: str) -> Job | None:
-    """Mark a multi-part job succeeded once all its parts are stored; idempotent."""
+    """Mark a multi-part job succeeded once all its parts are stored, even one a part's failure had failed
+    (a success beats a failure, whichever arrived first); idempotent."""
     from google.cloud import firestore as fs
 
     client = db()
@@ -150,13 +151,14 @@ def finish_if_complete(job_id: str) -> Job | None:
     if not snap.exists:
         return None
     job = _load(snap.to_dict())
-    if job.status.terminal or not job.progress or count_parts(job_id) < job.progress.total:
+    # A failed job is finished too when every part has landed: a success beats a failure (apply_event).
+    if job.status is JobStatus.succeeded or not job.progress or count_parts(job_id) < job.progress.total:
         return job
 
     @fs.transactional
     def txn(transaction: Any) -> Job:
         current = _load(job_ref.get(transaction=transaction, **bounded_call()).to_dict())
-        if current.status.terminal:
+        if current.status is JobStatus.succeeded:
             return current
         parts = [p.to_dict() for p in job_ref.collection(PARTS).stream(transaction=transaction, **bounded_call())]
         watermarks = [p["watermark"] for p in parts if p.get("watermark")]
