@@ -302,7 +302,7 @@ TOPIC="" DEAD_TOPIC="" SUBSCRIPTION="" DEAD_SUBSCRIPTION="" MAX_DELIVERY_ATTEMPT
 API_FUNCTION="" STATUS_FUNCTION="" API_URL="" PUSH_ENDPOINT="" PUSH_AUDIENCE="" INGEST_URL=""
 Q_NAME=() Q_RATE=() Q_CONCURRENT=() Q_ATTEMPTS=() Q_MIN_BACKOFF=() Q_MAX_BACKOFF=() Q_DOUBLINGS=()
 F_KIND=() F_NAME=() F_ENTRY=() F_MEMORY=() F_TIMEOUT=() F_MAX=() F_ENV=() F_SECRETS=()
-S_NAME=() S_SOURCE=() S_ACCOUNT=() IX_COLLECTION=() IX_FIELD=() IX_ORDER=() SCHEDULE_LINES=()
+S_NAME=() S_SOURCE=() S_ACCOUNT=() IX_COLLECTION=() IX_FIELDS=() SCHEDULE_LINES=()
 while IFS=$'\t' read -r kind f1 f2 f3 f4 f5 f6 f7 f8 f9; do
   case "$kind" in
     const)
@@ -339,7 +339,7 @@ while IFS=$'\t' read -r kind f1 f2 f3 f4 f5 f6 f7 f8 f9; do
       F_MAX+=("$f6") F_ENV+=("$f8") F_SECRETS+=("$f9")
       ;;
     secret) S_SOURCE+=("$f1") S_NAME+=("$f2") S_ACCOUNT+=("$f4") ;;
-    index) IX_COLLECTION+=("$f1") IX_FIELD+=("$f2") IX_ORDER+=("$f3") ;;
+    index) IX_COLLECTION+=("$f1") IX_FIELDS+=("$f2") ;;
     schedule) SCHEDULE_LINES+=("$f1: $f2 ($f3)") ;;
   esac
 done <<<"$PLAN"
@@ -376,11 +376,15 @@ if ((!DRY_RUN)); then
   [[ "$db_type" == "FIRESTORE_NATIVE" ]] ||
     die "the (default) database of $PROJECT is $db_type; Tributary needs Firestore in Native mode"
 fi
-for i in "${!IX_FIELD[@]}"; do
+# Every index the queries need (common/gcp/firestore/indexes.py); without one, Firestore refuses the query.
+for i in "${!IX_FIELDS[@]}"; do
+  IX_CONFIG=()
+  IFS=, read -ra IX_SPECS <<<"${IX_FIELDS[$i]}"
+  for spec in "${IX_SPECS[@]}"; do
+    IX_CONFIG+=(--field-config="field-path=${spec%%:*},order=${spec#*:}")
+  done
   run_unless_exists gcloud firestore indexes composite create --project="$PROJECT" --database=\(default\) \
-    --collection-group="${IX_COLLECTION[$i]}" --query-scope=COLLECTION \
-    --field-config="field-path=${IX_FIELD[$i]},order=ascending" \
-    --field-config="field-path=${IX_ORDER[$i]},order=descending" --async
+    --collection-group="${IX_COLLECTION[$i]}" --query-scope=COLLECTION "${IX_CONFIG[@]}" --async
 done
 
 # ------------------------------------------------------------------------------------------ Pub/Sub

@@ -24,5 +24,6 @@ def ingest(request: Request) -> Response:
         request.get_data(),
         lowered,
         expected_source=settings().source or None,
+        path=request.path,
     )
     return Response(orjson.dumps(body), status, headers, content_type="application/json")

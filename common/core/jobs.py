@@ -1,4 +1,4 @@
-"""The job model and its state machine: ``queued → running → succeeded | failed``, monotonic, terminal final."""
+"""The job model and its state machine: ``queued → running → succeeded | failed``, monotonic, order-independent."""
 
 from __future__ import annotations
 
@@ -61,10 +61,12 @@ class Job(BaseModel):
     progress: Progress | None = None
     batch_id: str | None = None
     trigger: str = "api"
+    #: The :func:`outcome_key` of the event that decided the status and error (internal, not answered).
+    decided_by: str | None = None
 
     def public(self) -> dict[str, Any]:
         """The JSON the API answers with."""
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", exclude={"decided_by"})
 
 
 #: What job and batch ids look like (task-safe). Anything else names nothing, and Firestore refuses ids
@@ -91,46 +93,62 @@ def job_id_for(source: str, params: dict[str, Any], idempotency_key: str | None 
     return f"{source}-{digest}"
 
 
-def apply_event(job: Job, event: Event) -> Job | None:
-    """The job after ``event``, or None when the event changes nothing (stale, duplicate or late).
+#: How a job's outcome is chosen among conflicting events: a success beats a failure, a failure beats an error
+#: reported while retrying; within one kind the higher attempt, then the later time, then the larger event id.
+_RANK = {EventType.succeeded: 2, EventType.failed: 1, EventType.retrying: 0}
 
-    Rules, which make delivery order irrelevant to the outcome:
-    - a terminal job never changes (the first terminal event wins);
-    - ``started``, ``progress`` and ``retrying`` move a queued job to running and never go back;
-    - counters only grow: ``attempt`` and ``progress.done`` take the maximum seen.
+
+def outcome_key(event: Event) -> str:
+    """The sortable rank of ``event`` as the decider of a job's outcome (see :func:`apply_event`)."""
+    when = event.time.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%f")
+    return f"{_RANK.get(event.type, 0)}|{event.data.attempt:09d}|{when}|{event.id}"
+
+
+def _current_key(job: Job) -> str:
+    """The key of what decided ``job`` so far; jobs stored before keys existed rank lowest within their kind."""
+    if job.decided_by is not None:
+        return job.decided_by
+    if job.status is JobStatus.succeeded:
+        return "2|"
+    return "1|" if job.status is JobStatus.failed else ""
+
+
+def apply_event(job: Job, event: Event) -> Job | None:
+    """The job after ``event``, or None when the event changes nothing (duplicate, or already accounted for).
+
+    Every field is a join over the events seen, so any delivery order of the same events gives the same job
+    (tests/unit/test_jobs.py checks every permutation; docs/design.md states the rule):
+
+    - status only moves forward: ``queued → running → succeeded | failed``;
+    - conflicting terminal events: a success beats a failure (whatever the attempts: its outputs exist);
+      between two of a kind the higher attempt wins, then the later time, then the larger event id. Records,
+      bytes, outputs, the error and ``finished_at`` come from the winning event (:func:`outcome_key`);
+    - while running, the error shown is the one of the highest-ranked ``retrying`` event;
+    - ``attempt``, ``updated_at`` and ``progress`` take the maximum seen, ``started_at`` the earliest time;
+      a succeeded job's progress is complete.
     """
-    early = event.type in (EventType.started, EventType.progress, EventType.retrying)
-    if job.status.terminal:
-        # A late event (Pub/Sub reorders) may still tell when the job really began; nothing else moves.
-        if early and job.started_at and event.time < job.started_at:
-            return job.model_copy(update={"started_at": event.time})
-        return None
     data = event.data
     new = job.model_copy(deep=True)
     new.attempt = max(job.attempt, data.attempt)
     new.updated_at = max(job.updated_at, event.time)
-    if early and (new.started_at is None or event.time < new.started_at):
-        new.started_at = event.time
+    new.started_at = event.time if job.started_at is None else min(job.started_at, event.time)
+    if data.progress is not None:
+        done = max(data.progress.done, job.progress.done if job.progress else 0)
+        total = max(data.progress.total, job.progress.total if job.progress else 0)
+        new.progress = Progress(done=done, total=total)
+    if new.status is JobStatus.queued:
+        new.status = JobStatus.running
+    key = outcome_key(event)
     match event.type:
-        case EventType.started | EventType.progress | EventType.retrying:
-            new.status = JobStatus.running
-            if data.progress is not None:
-                done = max(data.progress.done, job.progress.done if job.progress else 0)
-                total = max(data.progress.total, job.progress.total if job.progress else 0)
-                new.progress = Progress(done=done, total=total)
-            if event.type is EventType.retrying and data.error is not None:
-                new.error = JobError(**data.error)
-        case EventType.succeeded:
-            new.status = JobStatus.succeeded
+        case EventType.retrying if data.error is not None and not job.status.terminal and key > _current_key(job):
+            new.decided_by, new.error = key, JobError(**data.error)
+        case EventType.succeeded if key > _current_key(job):
+            new.decided_by, new.status, new.finished_at = key, JobStatus.succeeded, event.time
             new.records, new.bytes, new.outputs = data.records, data.bytes, list(data.outputs)
             new.error = None
-            if new.progress is not None:
-                new.progress.done = new.progress.total
-        case EventType.failed:
-            new.status = JobStatus.failed
+        case EventType.failed if key > _current_key(job):
+            new.decided_by, new.status, new.finished_at = key, JobStatus.failed, event.time
             new.error = JobError(**(data.error or {"kind": "permanent", "message": "failed"}))
-    if new.started_at is None and new.status is not JobStatus.queued:
-        new.started_at = event.time
-    if new.status.terminal:
-        new.finished_at = event.time
+    if new.status is JobStatus.succeeded and new.progress is not None:
+        new.progress.done = new.progress.total
     return None if new == job else new

@@ -241,13 +241,24 @@ def reset_clients() -> None:
         cached.cache_clear()
 
 
+class BackendNotReady(Exception):
+    """Firestore refused a query it cannot serve yet (``FAILED_PRECONDITION``): a composite index is missing
+    or still building. Not the caller's fault, and it passes once the index is built."""
+
+
 def unavailable_cause(exc: BaseException) -> BaseException | None:
     """What made a Google call fail for want of an answer (the service down, retries or the deadline run
-    out), or None for any other error, which is then a bug to propagate."""
+    out, a query whose index is missing or building), or None for any other error, which is then a bug
+    to propagate."""
     if not type(exc).__module__.startswith("google."):
         return None
     from google.api_core import exceptions as gexc
 
+    if isinstance(exc, gexc.FailedPrecondition):
+        return BackendNotReady(
+            "Firestore refused the query: an index it needs is missing or still building (deploy.sh creates "
+            f"them; `gcloud firestore indexes composite list` shows their state): {exc.message}"
+        )
     if not isinstance(exc, gexc.RetryError | gexc.ServiceUnavailable | gexc.DeadlineExceeded):
         return None
     return getattr(exc, "cause", None) or exc

@@ -35,7 +35,7 @@ from common.local.processes import (
     wait_until,
 )
 from common.local.provisioning import provision
-from common.local.state import LOCAL_AUTH, StackConfig, StackState, down
+from common.local.state import LOCAL_AUTH, StackConfig, StackState, down, function_auth
 from common.settings import Settings, reset_settings, use_settings
 from common.sources import all_sources
 
@@ -200,6 +200,7 @@ class Stack:
                 self._wait("scheduler", grpc_ready(p["scheduler"]), "the Scheduler emulator")
             progress("starting the functions (api, ingest, status)")
             ff = str(Path(sys.executable).parent / "functions-framework")
+            auth = function_auth(self.config, os.environ)
             for name, signature in (("api", "http"), ("ingest", "http"), ("status", "cloudevent")):
                 argv = [
                     ff,
@@ -214,7 +215,7 @@ class Stack:
                     "--port",
                     str(p[name]),
                 ]
-                self._spawn(name, argv, {**self.env, "TRIBUTARY_AUTH": self.config.auth.get(name, "on")})
+                self._spawn(name, argv, {**self.env, "TRIBUTARY_AUTH": auth.get(name, "on")})
             progress("creating the topic, the push subscription and the queues")
             self._provision()
             for name in ("ingest", "status"):

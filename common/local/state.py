@@ -4,6 +4,7 @@ so that ``tributary dev down`` from another shell stops exactly what ``up`` star
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from common.local.processes import stop_groups
 
 #: TRIBUTARY_AUTH per function in the stack (docs/security.md): the emulators' tasks carry ID tokens, so ingest
 #: verifies them; the Pub/Sub emulator sends none (docs/google-quirks.md), so status cannot; the api stays open
-#: locally (the CLI, n8n and tests call it without credentials) unless StackConfig.auth turns it on.
+#: locally (the CLI, n8n and tests call it without credentials) unless StackConfig.auth turns it on, or
+#: :func:`function_auth` does (TRIBUTARY_AUTH=on, or keys or allowed accounts configured).
 LOCAL_AUTH = {"api": "off", "ingest": "on", "status": "off"}
 
 
@@ -57,6 +59,24 @@ class StackState:
         if not file.exists():
             return None
         return cls(**json.loads(file.read_text()))
+
+
+def function_auth(config: StackConfig, environ: Mapping[str, str]) -> dict[str, str]:
+    """TRIBUTARY_AUTH for each function of the stack: ``config.auth``, never weaker than what was asked for.
+
+    ``TRIBUTARY_AUTH=on`` in the environment (or ``config.env``) turns the api and ingest on, and configured
+    API keys or allowed accounts turn the api on: credentials someone set are enforced, not silently ignored.
+    Status stays as configured: the Pub/Sub emulator pushes without a token (docs/google-quirks.md).
+    """
+    env = {**environ, **config.env}
+    out = dict(config.auth)
+    explicit_on = env.get("TRIBUTARY_AUTH", "").strip().lower() == "on"
+    credentials = any(env.get(k, "").strip() for k in ("TRIBUTARY_API_KEYS", "TRIBUTARY_OIDC_ALLOWED_SERVICE_ACCOUNTS"))
+    if explicit_on or credentials:
+        out["api"] = "on"
+    if explicit_on:
+        out["ingest"] = "on"
+    return out
 
 
 def down(state_dir: Path) -> list[str]:

@@ -14,7 +14,7 @@ The shell format is one record per line, fields separated by tabs, ``-`` for an 
     queue     SOURCE    QUEUE  RATE  CONCURRENT  ATTEMPTS  MIN_BACKOFF  MAX_BACKOFF  DOUBLINGS
     function  KIND      NAME   ENTRY_POINT  MEMORY  TIMEOUT  MAX_INSTANCES  SOURCE  ENV  SECRETS
     secret    OWNER     NAME   ENV_VAR  ACCOUNT            (OWNER: a source, or "api" for the API keys)
-    index     COLLECTION  FIELD  ORDER_FIELD
+    index     COLLECTION  FIELDS                (FIELDS: field:ascending|descending,...)
     schedule  SOURCE    CRON   TIME_ZONE
 
 Only secret *names* ever appear: values stay in Secret Manager, and the functions receive them as
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from common.gcp import names
-from common.gcp.firestore import JOBS, RUNS
+from common.gcp.firestore.indexes import INDEXES, JOB_FILTERS
 from common.gcp.pubsub import ACK_DEADLINE, MESSAGE_ORDERING
 from common.gcp.secrets import env_name
 from common.ops.plan_model import (
@@ -92,10 +92,9 @@ SUBSCRIPTION = names.STATUS_SUBSCRIPTION
 #: Pub/Sub allows 5 to 100; the status function acks poison events itself, so only outages reach this.
 MAX_DELIVERY_ATTEMPTS = 10
 
-#: Firestore composite indexes for ``common.gcp.firestore.list_jobs`` (an equality filter, newest first).
-#: Firestore merges them for combined filters (source + status), so one per filtered field suffices.
-INDEXED_FIELDS = ("source", "status", "batch_id")
-INDEX_ORDER_FIELD = "created_at"
+#: The fields ``common.gcp.firestore.list_jobs`` filters on; every combination has its composite index
+#: (``common.gcp.firestore.indexes.INDEXES``: real Firestore refused source + status without one).
+INDEXED_FIELDS = JOB_FILTERS
 
 # Cloud's naming rules, checked here so a bad name fails before anything is created.
 _SOURCE_NAME = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
@@ -340,9 +339,7 @@ def build_plan(
                 secrets=fn_secrets,
             )
         )
-    indexes = [(JOBS, fld, INDEX_ORDER_FIELD) for fld in INDEXED_FIELDS]
-    # common.gcp.firestore.sources.last_runs: a source's last successful run (status ==, newest first).
-    indexes.append((RUNS, "status", "finished_at"))
+    indexes = [(index.collection, index.spec()) for index in INDEXES]
     return Plan(
         project=project,
         region=region,

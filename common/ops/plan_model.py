@@ -84,7 +84,8 @@ class Plan:
     functions: list[FunctionPlan]
     secrets: list[SecretRef]
     schedules: list[tuple[str, str, str]]
-    indexes: list[tuple[str, str, str]] = field(default_factory=list)
+    #: Firestore composite indexes: (collection, "field:order,...").
+    indexes: list[tuple[str, str]] = field(default_factory=list)
     #: Things that will not stop the deploy but may break the deployed functions.
     warnings: list[str] = field(default_factory=list)
 
@@ -125,8 +126,8 @@ class Plan:
             )
         for s in self.secrets:
             yield ("secret", s.source, s.name, s.env, s.account)
-        for collection, fld, order in self.indexes:
-            yield ("index", collection, fld, order)
+        for collection, fields in self.indexes:
+            yield ("index", collection, fields)
         for source, cron, zone in self.schedules:
             yield ("schedule", source, cron, zone)
 

@@ -147,13 +147,29 @@ def verify_public(headers: Mapping[str, str], *, audience: str | Sequence[str]) 
 
 
 # ---- per function --------------------------------------------------------------------------------
+def credentials_configured(s: Settings | None = None) -> bool:
+    """Whether API keys or allowed service accounts are configured: credentials someone means to be checked."""
+    s = s or settings()
+    return bool(s.api_keys or s.oidc_allowed_service_accounts)
+
+
 def auth_enabled(s: Settings | None = None) -> bool:
-    """``auth`` is "on", or "auto" on Google Cloud (Cloud Run and Cloud Functions set ``K_SERVICE``).
+    """``auth`` is "on"; or "auto" on Google Cloud (Cloud Run and Cloud Functions set ``K_SERVICE``) or
+    wherever API keys or allowed accounts are configured: configured credentials are never silently ignored.
 
     ``K_SERVICE`` is the platform's signal, not a Tributary setting, and is read at each call.
     """
     s = s or settings()
-    return s.auth == "on" or (s.auth == "auto" and bool(os.environ.get("K_SERVICE")))
+    if s.auth == "on":
+        return True
+    return s.auth == "auto" and (bool(os.environ.get("K_SERVICE")) or credentials_configured(s))
+
+
+#: The answer of an api whose auth is "off" although API keys are configured (it refuses everything).
+MISCONFIGURED = (
+    "auth is off (TRIBUTARY_AUTH=off) but API keys are configured (TRIBUTARY_API_KEYS): refusing every request; "
+    "set TRIBUTARY_AUTH=on (or auto) to enforce the keys, or remove them"
+)
 
 
 def audiences_for(function: Function, path: str, s: Settings | None = None) -> tuple[str, ...]:
@@ -184,6 +200,11 @@ def guard(function: Function, path: str, headers: Mapping[str, str]) -> Answer |
     ``({"error": {"code", "message"}}, 401 | 403 | 503, headers)``. ``/healthz`` on the api is always open.
     """
     s = settings()
+    if function == "api" and s.auth == "off" and s.api_keys:
+        # Fail closed: keys someone configured are enforced, or nothing is served (not even /healthz, so a
+        # stack or a health check sees the api as down).
+        log.error("api %s refused: %s", path, MISCONFIGURED)
+        return {"error": {"code": "auth_misconfigured", "message": MISCONFIGURED}}, 503, {}
     if not auth_enabled(s):
         if function not in _warned_off:
             _warned_off.add(function)

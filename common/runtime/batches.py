@@ -65,7 +65,7 @@ def child_jobs(batch: Batch, source: Source, children: list[dict[str, Any]], *, 
     now = datetime.now(UTC)
     jobs = []
     for raw in children:
-        params = source.validate_params(raw)
+        params = source.validate_params(raw, trusted=True)  # planned here (backfill, run-daily)
         job_id = job_id_for(source.name, source.dedup_params(params, now))
         stored = params.model_dump(mode="json", exclude_none=True)
         jobs.append(Job(job_id=job_id, source=source.name, params=stored, trigger=trigger, batch_id=batch.batch_id))

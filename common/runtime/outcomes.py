@@ -40,8 +40,13 @@ def _invalid(exc: ValidationError, default: str) -> Answer:
     return _error(400, "invalid_task", f"{where}: {err['msg']}")
 
 
-def answer_task(body: bytes, headers: dict[str, str], *, expected_source: str | None) -> Answer:
-    """Run the task in ``body`` and answer as Cloud Tasks needs. ``headers`` keys are lower-case."""
+def answer_task(body: bytes, headers: dict[str, str], *, expected_source: str | None, path: str = "") -> Answer:
+    """Run the task in ``body`` and answer as Cloud Tasks needs. ``headers`` keys are lower-case.
+
+    The task's source must be the function's own (``expected_source``, the deployed ``TRIBUTARY_SOURCE``)
+    and the one its URL names (``path``, ``/<source>`` where one process serves every source): our queues
+    never send anything else, so a mismatch is refused (400 ``wrong_source``) and nothing runs.
+    """
     try:
         payload = TaskPayload.model_validate_json(body)
         sent = TaskHeaders.model_validate({k: v for k, v in headers.items() if k.startswith("x-cloudtasks-")})
@@ -49,6 +54,9 @@ def answer_task(body: bytes, headers: dict[str, str], *, expected_source: str | 
         return _invalid(exc, "body")
     if expected_source and payload.source != expected_source:
         return _error(400, "wrong_source", f"this function ingests {expected_source!r}, not {payload.source!r}")
+    named = path.strip("/").split("/", 1)[0]
+    if named and payload.source != named:
+        return _error(400, "wrong_source", f"a task sent to /{named} must be a {named!r} task, not {payload.source!r}")
     try:
         source = get_source(payload.source)
     except KeyError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections import Counter
 from typing import Any
 
 from common.core.events import Event
@@ -13,6 +14,9 @@ from common.gcp.firestore.jobs import record_event
 from common.runtime.logs import bind_job
 
 log = logging.getLogger("tributary.status")
+
+#: Events ignored because they name a job that was never created, since this instance started.
+IGNORED_UNKNOWN = Counter[str]()
 
 
 class PoisonEvent(ValueError):
@@ -44,7 +48,8 @@ def decode_pubsub(data: Any) -> Event:
 
 
 def handle_pubsub(data: Any) -> Job | None:
-    """Apply the event in a Pub/Sub push. Poison events are kept in ``dead_events`` and acked (returns None).
+    """Apply the event in a Pub/Sub push. Poison events are kept in ``dead_events`` and acked (returns None);
+    an event of a job that was never created is ignored, logged at WARNING and counted (returns None).
 
     Raises:
         Exception: only for transient failures (Firestore unavailable), so Pub/Sub redelivers.
@@ -57,5 +62,16 @@ def handle_pubsub(data: Any) -> Job | None:
         return None
     bind_job(job_id=event.data.job_id, source=event.data.source, attempt=event.data.attempt)
     job = record_event(event)
-    log.info("applied %s -> %s", event.id, job.status if job else "?")
+    if job is None:
+        # Acked, not retried: no redelivery can make the job exist. Counted per source for the log-based metric.
+        IGNORED_UNKNOWN[event.data.source] += 1
+        log.warning(
+            "ignored event %s: job %s of %s was never created (unknown_job_events=%d)",
+            event.id,
+            event.data.job_id,
+            event.data.source,
+            sum(IGNORED_UNKNOWN.values()),
+        )
+        return None
+    log.info("applied %s -> %s", event.id, job.status)
     return job

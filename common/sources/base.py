@@ -94,9 +94,14 @@ class QueueConfig:
 
 class Params(BaseModel):
     """Base of every source's params model: unknown fields are rejected, so typos fail loudly, and a boolean
-    field takes a JSON boolean only (pydantic's lax mode would also take 0, 1, "yes" or "on")."""
+    field takes a JSON boolean only (pydantic's lax mode would also take 0, 1, "yes" or "on").
+
+    ``internal`` names fields only the service itself sets (a planner's hints, e.g. GDELT's listed sizes
+    for backfill children): callers are refused them, so no caller can steer a job another caller shares.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    internal: ClassVar[frozenset[str]] = frozenset()
 
     @field_validator("*", mode="before")
     @classmethod
@@ -211,12 +216,19 @@ class Source(ABC):
         """The upstream base URL: ``TRIBUTARY_<NAME>_BASE_URL`` when set (mirrors, replay servers)."""
         return os.environ.get(f"TRIBUTARY_{cls.name.upper()}_BASE_URL", cls.default_base_url).rstrip("/")
 
-    def validate_params(self, raw: Mapping[str, Any]) -> Params:
-        """The params as the source's model.
+    def validate_params(self, raw: Mapping[str, Any], *, trusted: bool = False) -> Params:
+        """The params as the source's model. Only ``trusted`` params (planned by the service itself: backfill
+        children, a task's payload) may carry the model's ``internal`` fields.
 
         Raises:
-            BadParams: naming the first invalid field.
+            BadParams: naming the first invalid field, or an internal field from a caller.
         """
+        if not trusted:
+            for name in sorted(self.params_model.internal & set(raw)):
+                raise BadParams(
+                    f"params.{name}: is set by the service's own planner and is not accepted from callers",
+                    field=f"params.{name}",
+                )
         try:
             return self.params_model.model_validate(dict(raw))
         except ValidationError as exc:

@@ -6,11 +6,12 @@ import re
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import IO, TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from common.core.errors import PermanentError
+from common.core.errors import PermanentError, TransientError
 from common.core.schema import arrow_schema
 from common.sources.base import Column, Context, Params, Part, QueueConfig, Raw, Schedule, Source
 
@@ -110,13 +111,23 @@ STREAMS: dict[str, tuple[str, tuple[Column, ...]]] = {
 BLOCK_SIZE = 1 << 20
 
 
+def current_slot(now: datetime) -> str:
+    """The 15-minute slot ``now`` falls in (the newest one GDELT may publish soon)."""
+    window = now.astimezone(UTC).replace(second=0, microsecond=0)
+    return (window - timedelta(minutes=window.minute % 15)).strftime("%Y%m%d%H%M%S")
+
+
 class GdeltParams(Params):
     """``slot`` is a 15-minute slot ``YYYYMMDDHHMMSS``; omitted, the latest published slot."""
 
+    #: ``expected`` is internal (see ``Params.internal``): only the backfill planner sets it.
+    internal: ClassVar[frozenset[str]] = frozenset({"expected"})
+
     slot: str | None = Field(None, description="15-minute slot, YYYYMMDDHHMMSS (UTC); default: the latest")
     streams: tuple[Stream, ...] = Field(("events",), min_length=1, description="events, mentions, gkg")
-    #: Expected size and md5 per stream, when the caller already read them from a list (backfills).
-    expected: dict[str, tuple[int, str]] | None = None
+    #: Listed size and md5 per stream, read by the backfill planner from masterfilelist.txt (saves each child
+    #: a read of it). A hint only: a file that does not match it is checked against GDELT's listing again.
+    expected: SkipJsonSchema[dict[str, tuple[int, str]] | None] = None
 
     @field_validator("slot")
     @classmethod
@@ -127,6 +138,8 @@ class GdeltParams(Params):
             raise ValueError("must be a 15-minute slot YYYYMMDDHHMMSS with minutes 00, 15, 30 or 45")
         if v < FIRST_SLOT:
             raise ValueError(f"GDELT 2.0 starts at {FIRST_SLOT}")
+        if v > current_slot(datetime.now(UTC)):
+            raise ValueError("is in the future: GDELT publishes a slot after it ends")
         return v
 
     @field_validator("streams")
@@ -173,11 +186,11 @@ class Gdelt(Source):
 
     def dedup_params(self, params: Params, now: datetime) -> dict[str, object]:
         out = super().dedup_params(params, now)
-        out.pop("expected", None)  # a verification hint from the backfill planner, not part of the job's identity
+        # The backfill planner's hint, read from GDELT's own list (callers are refused it: Params.internal).
+        # Whatever it says, the job is the slot's one job, verified against the listing when the hint misses.
+        out.pop("expected", None)
         if out.get("slot") is None:
-            window = now.astimezone(UTC).replace(second=0, microsecond=0)
-            window -= timedelta(minutes=window.minute % 15)
-            out["latest_as_of"] = window.strftime("%Y%m%d%H%M%S")
+            out["latest_as_of"] = current_slot(now)
         return out
 
     def plan(self, params: Params, ctx: Context) -> list[Part]:
@@ -189,13 +202,13 @@ class Gdelt(Source):
             suffix = STREAMS[stream][0]
             if params.expected and stream in params.expected:
                 size, md5 = params.expected[stream]
-                filename = f"{slot}.{suffix}"
+                filename, hinted = f"{slot}.{suffix}", True
             else:
                 found = listed.get(f"{slot}.{suffix}")
                 if found is None:
                     raise PermanentError(f"GDELT lists no {stream} file for slot {slot}")
                 size, md5, url = found
-                filename = url.rsplit("/", 1)[-1]
+                filename, hinted = url.rsplit("/", 1)[-1], False
             parts.append(
                 Part(
                     key=f"{slot}.{stream}",
@@ -203,7 +216,7 @@ class Gdelt(Source):
                     total=len(params.streams),
                     stream=stream,
                     partition=f"{slot[:4]}/{slot[4:6]}/{slot[6:8]}",
-                    params={"slot": slot, "file": filename, "size": size, "md5": md5},
+                    params={"slot": slot, "file": filename, "size": size, "md5": md5, "hinted": hinted},
                 )
             )
         return parts
@@ -246,6 +259,11 @@ class Gdelt(Source):
             raise PermanentError("GDELT lastupdate.txt lists no files")
         if params.slot is None or any(name.startswith(params.slot) for name in latest):
             return latest
+        newest = max((s for s in (slot_of(url) for _, _, url in latest.values()) if s), default="")
+        if params.slot > newest:
+            # Not published yet (GDELT is minutes behind the clock): retried, so the slot's one job is not
+            # failed for good before its files exist.
+            raise TransientError(f"GDELT slot {params.slot} is not published yet (the newest is {newest})")
         return self._from_master_list(params.slot, ctx)
 
     def _from_master_list(self, slot: str, ctx: Context) -> dict[str, tuple[int, str, str]]:
@@ -268,6 +286,12 @@ class Gdelt(Source):
         p = part.params
         dest = ctx.workdir / p["file"]
         got = ctx.http.download(f"{ctx.base_url}/{p['file']}", dest)
+        if p.get("hinted") and (got.size, got.md5) != (p["size"], p["md5"]):
+            # A planner's hint is not the authority: GDELT's listing is (it may have re-published the file).
+            stream: Stream = part.stream  # type: ignore[assignment]
+            listed = self._listing(GdeltParams(slot=p["slot"], streams=(stream,)), ctx).get(p["file"])
+            if listed is not None:
+                p = {**p, "size": listed[0], "md5": listed[1]}
         if got.size != p["size"]:
             raise PermanentError(f"{p['file']}: size {got.size:,} bytes does not match the listed {p['size']:,}")
         if got.md5 != p["md5"]:

@@ -66,6 +66,9 @@ class PushProxy:
         self._job_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._pending: list[Future[None]] = []
         self._closing = False
+        #: Set: every push is answered 503 unforwarded (Pub/Sub delivers it again later), e.g. while a test puts
+        #: back the documents a restarted Firestore emulator lost.
+        self.held = threading.Event()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -88,6 +91,8 @@ class PushProxy:
 
     # -------------------------------------------------------------------------------------------------
     def handle(self, path: str, body: bytes) -> int:
+        if self.held.is_set():
+            return 503
         envelope = orjson.loads(body)
         message = envelope.get("message", {})
         attributes = message.get("attributes", {})

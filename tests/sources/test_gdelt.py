@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from common.core.errors import BadParams, PermanentError
+from common.core.errors import BadParams, PermanentError, TransientError
 from common.core.schema import arrow_schema
 from common.gcp.objects import LocalStore
 from common.local.recorded import ReplayServer
@@ -274,8 +274,56 @@ def test_an_older_slot_is_found_in_the_master_list(tmp_path: Path) -> None:
 
 
 def test_a_slot_that_was_never_published_fails_clearly(tmp_path: Path) -> None:
+    """A gap: older than the newest slot, and in no list (real gaps exist)."""
     root = gdelt_replay_dir(tmp_path / "replay", [SAMPLE])
     with ReplayServer(root) as server:
         g = Gdelt()
-        with pytest.raises(PermanentError, match="20240115130000 is not in masterfilelist"):
+        with pytest.raises(PermanentError, match="20240115114500 is not in masterfilelist"):
+            g.plan(g.validate_params({"slot": "20240115114500"}), _ctx(server, tmp_path))
+
+
+# ---- a hint never decides another caller's job (RELIABILITY.md, trust boundaries) ---------------------
+FORGED = {"events": [1, "0" * 32]}
+
+
+@pytest.mark.parametrize("params", [{"expected": FORGED}, {"slot": "20240115120000", "expected": FORGED}])
+def test_callers_cannot_pass_the_planners_hint(params: dict) -> None:
+    with pytest.raises(BadParams) as info:
+        Gdelt().validate_params(params)
+    assert info.value.field == "params.expected"
+
+
+def test_the_hint_is_not_in_the_public_params_schema() -> None:
+    assert "expected" not in Gdelt.params_model.model_json_schema()["properties"]
+
+
+def test_a_future_slot_is_refused() -> None:
+    with pytest.raises(BadParams, match="future") as info:
+        Gdelt().validate_params({"slot": "20991231234500"})
+    assert info.value.field == "params.slot"
+
+
+def test_a_slot_newer_than_the_listing_is_retried_not_failed(tmp_path: Path) -> None:
+    root = gdelt_replay_dir(tmp_path / "replay", [SAMPLE])
+    with ReplayServer(root) as server:
+        g = Gdelt()
+        with pytest.raises(TransientError, match="20240115130000 is not published yet"):
             g.plan(g.validate_params({"slot": "20240115130000"}), _ctx(server, tmp_path))
+
+
+def test_a_wrong_hint_is_checked_against_the_listing_and_does_not_fail_the_job(tmp_path: Path) -> None:
+    root = gdelt_replay_dir(tmp_path / "replay", [SAMPLE])
+    with ReplayServer(root) as server:
+        g = Gdelt()
+        params = g.validate_params({"slot": "20240115120000", "expected": FORGED}, trusted=True)
+        (part,) = g.plan(params, _ctx(server, tmp_path))
+        assert (part.params["size"], part.params["hinted"]) == (1, True)
+        raw = g.fetch(part, _ctx(server, tmp_path))
+    assert raw.size > 1
+
+
+def test_a_hint_leaves_the_job_identity_alone() -> None:
+    g, now = Gdelt(), datetime(2024, 1, 15, 12, 20, tzinfo=UTC)
+    hinted = g.validate_params({"slot": "20240115120000", "expected": FORGED}, trusted=True)
+    plain = g.validate_params({"slot": "20240115120000"})
+    assert g.dedup_params(hinted, now) == g.dedup_params(plain, now)

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 
+from common.gcp.firestore.indexes import INDEXES
 from common.ops import deploy_plan
 from common.sources.base import Column, Params, QueueConfig, Schedule, Source
 
@@ -352,10 +353,22 @@ def test_order_functions_before_subscription_before_schedule_sync(lines: list[st
 
 def test_firestore_database_and_indexes(lines: list[str]) -> None:
     assert "--type=firestore-native" in one(lines, "firestore databases describe")
+    on_jobs = with_words(lines, "indexes composite create", "--collection-group=jobs ")
+    jobs = [flags(line)["--field-config"] for line in on_jobs]
     for field in deploy_plan.INDEXED_FIELDS:
-        one(lines, "indexes composite create", "--collection-group=jobs ", f"field-path={field},order=ascending")
+        assert jobs.count([f"field-path={field},order=ascending", "field-path=created_at,order=descending"]) == 1
     runs = one(lines, "indexes composite create", "--collection-group=runs ")
     assert "field-path=status,order=ascending" in runs and "field-path=finished_at,order=descending" in runs
+
+
+def test_every_declared_index_is_created_once_with_all_its_fields(lines: list[str]) -> None:
+    created = [flags(line) for line in with_words(lines, "indexes composite create")]
+    got = {(f["--collection-group"][0], tuple(f["--field-config"])) for f in created}
+    want = {(i.collection, tuple(f"field-path={n},order={o}" for n, o in i.fields)) for i in INDEXES}
+    assert got == want and len(created) == len(INDEXES)
+    source_status = ["field-path=source,order=ascending", "field-path=status,order=ascending",
+                     "field-path=created_at,order=descending"]  # fmt: skip
+    assert [f["--field-config"] for f in created].count(source_status) == 1
 
 
 def test_sources_option_limits_the_per_source_parts(guard: Path) -> None:

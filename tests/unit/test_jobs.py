@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from common.core.events import Event, EventData, EventType, PartProgress
 from common.core.jobs import Job, JobStatus, apply_event, job_id_for
 
@@ -54,18 +56,71 @@ def test_any_order_of_the_same_events_gives_the_same_job() -> None:
     assert len(outcomes) == 1, "started_at too must not depend on order"
 
 
-def test_terminal_states_are_final() -> None:
+def test_a_terminal_status_never_goes_back_to_running() -> None:
     job = replay([ev(EventType.failed, 2, error={"kind": "permanent", "message": "md5 mismatch"})])
     assert job.status is JobStatus.failed
-    assert apply_event(job, ev(EventType.succeeded, 3, records=5)) is None
-    assert apply_event(job, ev(EventType.progress, 4, progress=PartProgress(done=1, total=2))) is None
+    later = apply_event(job, ev(EventType.progress, 4, progress=PartProgress(done=1, total=2))) or job
+    assert later.status is JobStatus.failed and later.error == job.error and later.finished_at == job.finished_at
+    assert apply_event(job, ev(EventType.failed, 2, error={"kind": "permanent", "message": "md5 mismatch"})) is None
 
 
-def test_first_terminal_event_wins() -> None:
-    job = replay(
-        [ev(EventType.succeeded, 2, records=3), ev(EventType.failed, 1, error={"kind": "permanent", "message": "x"})]
-    )
-    assert job.status is JobStatus.succeeded
+def test_a_success_beats_a_failure_whichever_arrives_first() -> None:
+    """Attempt 1 succeeded (its outputs exist) and attempt 2 failed: the job succeeded, with attempt 1's records."""
+    ok = ev(EventType.succeeded, 2, records=3, outputs=["file:///a1"])
+    ko = ev(EventType.failed, 5, attempt=2, error={"kind": "permanent", "message": "x"})
+    for order in ([ok, ko], [ko, ok]):
+        job = replay(order)
+        assert (job.status, job.records, job.outputs, job.error) == (JobStatus.succeeded, 3, ["file:///a1"], None)
+        assert job.finished_at == T0 + timedelta(seconds=2) and job.attempt == 2
+
+
+def test_between_two_outcomes_of_a_kind_the_later_attempt_wins() -> None:
+    a1 = ev(EventType.succeeded, 9, records=3, outputs=["file:///x"])
+    a2 = ev(EventType.succeeded, 4, attempt=2, records=4, outputs=["file:///x"])
+    f1 = ev(EventType.failed, 9, error={"kind": "permanent", "message": "one"})
+    f2 = ev(EventType.failed, 4, attempt=2, error={"kind": "transient", "message": "two"})
+    assert replay([a2, a1]).records == replay([a1, a2]).records == 4
+    assert replay([f2, f1]).error == replay([f1, f2]).error
+    assert replay([f1, f2]).error is not None and replay([f1, f2]).error.message == "two"
+
+
+# Every kind of event a job can see, from two attempts, a redelivery included.
+POOL = [
+    ev(EventType.started, 1, progress=PartProgress(done=0, total=3)),
+    ev(EventType.retrying, 2, error={"kind": "transient", "message": "503"}),
+    ev(EventType.progress, 3, progress=PartProgress(done=2, total=3)),
+    ev(EventType.started, 4, attempt=2),
+    ev(EventType.retrying, 5, attempt=2, error={"kind": "transient", "message": "reset"}),
+    ev(EventType.succeeded, 6, records=5, bytes=10, outputs=["file:///p1"]),
+    ev(EventType.failed, 7, attempt=2, error={"kind": "permanent", "message": "md5"}),
+    ev(EventType.failed, 8, error={"kind": "transient", "message": "gave up"}),
+    ev(EventType.succeeded, 9, attempt=2, records=6, bytes=11, outputs=["file:///p2"]),
+    ev(EventType.succeeded, 6, records=5, bytes=10, outputs=["file:///p1"]),
+]
+
+
+def _one_outcome(events: tuple[Event, ...]) -> set[str]:
+    return {replay(list(order)).model_dump_json() for order in itertools.permutations(events)}
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_every_order_of_every_pair_and_triple_gives_one_job(size: int) -> None:
+    for events in itertools.combinations(POOL, size):
+        assert len(_one_outcome(events)) == 1, [e.id for e in events]
+
+
+def test_every_order_of_a_whole_story_gives_one_job() -> None:
+    story = (POOL[0], POOL[1], POOL[3], POOL[5], POOL[6], POOL[2])
+    (only,) = _one_outcome(story)
+    job = Job.model_validate_json(only)
+    assert (job.status, job.records, job.outputs, job.attempt) == (JobStatus.succeeded, 5, ["file:///p1"], 2)
+    assert job.progress is not None and job.progress.done == job.progress.total == 3
+    assert job.started_at == T0 + timedelta(seconds=1) and job.finished_at == T0 + timedelta(seconds=6)
+
+
+def test_the_deciding_key_is_not_part_of_the_public_answer() -> None:
+    job = replay([ev(EventType.succeeded, 1)])
+    assert job.decided_by and "decided_by" not in job.public()
 
 
 def test_duplicates_change_nothing() -> None:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from common.core.events import Event, EventData, EventType
-from common.core.jobs import Job, JobStatus, Progress, apply_event, is_valid_id
+from common.core.jobs import Job, JobStatus, Progress, apply_event, is_valid_id, outcome_key
 from common.gcp.firestore.query import bounded_call, count, db
 from common.gcp.firestore.sources import run_record, run_ref, update_source
 from common.gcp.names import EVENTS, JOBS, PARTS
@@ -81,7 +81,8 @@ def part_update_times(job_id: str) -> list[datetime]:
 
 
 def record_event(event: Event) -> Job | None:
-    """Apply ``event`` once, in one transaction. Returns the job as it now is (None when unknown and ignored).
+    """Apply ``event`` once, in one transaction. Returns the job as it now is, or None for an event of a job
+    that was never created (or of another source): nothing is written for it.
 
     A duplicate event (its marker exists) changes nothing. A part's progress event stores the part's
     result; when every part has reported, the job is finished by :func:`finish_if_complete`.
@@ -93,16 +94,18 @@ def record_event(event: Event) -> Job | None:
     marker_ref = job_ref.collection(EVENTS).document(event.id)
 
     @fs.transactional
-    def txn(transaction: Any) -> tuple[Job, bool]:
+    def txn(transaction: Any) -> tuple[Job | None, bool]:
         # Both documents in one read (one round trip, not two).
         read = transaction.get_all([job_ref, marker_ref], **bounded_call())
         snaps = {snap.reference.path: snap for snap in read}
         job_snap, marker = snaps[job_ref.path], snaps[marker_ref.path]
-        job = (
-            _load(job_snap.to_dict())
-            if job_snap.exists
-            else Job(job_id=event.data.job_id, source=event.data.source, created_at=event.time)
-        )
+        if not job_snap.exists:
+            # Every job is created (api, batch) before its task runs: an event for another id names a job we
+            # never made. Writing nothing keeps a forged or stray event from creating a phantom job.
+            return None, False
+        job = _load(job_snap.to_dict())
+        if job.source != event.data.source:
+            return None, False  # an event of another source's job id: as foreign as an unknown id
         if marker.exists:
             return job, False
         transaction.set(marker_ref, {"type": event.type.value, "time": event.time.isoformat()})
@@ -115,16 +118,20 @@ def record_event(event: Event) -> Job | None:
         new = apply_event(job, event)
         if new is not None:
             transaction.set(job_ref, new.model_dump(mode="json"))
-            if new.status.terminal and not job.status.terminal:
-                # The job's own run record, with the job (no other job writes it, so it adds no contention).
+            if new.status.terminal and new.decided_by != job.decided_by:
+                # The job's own run record, with the job (no other job writes it, so it adds no contention);
+                # rewritten when a later event decides the outcome (a success beating a failure).
                 transaction.set(run_ref(new), run_record(new, event))
         return (new or job), new is not None
 
     job, _changed = txn(client.transaction())
-    if job.status.terminal and job.status.value == event.type.value:
-        # Outside the job's transaction, so that the source's one document is not read by every event
-        # of every job (it was the hot document: lock timeouts under load). Monotonic and idempotent, so a
-        # redelivered terminal event (its marker already written) simply applies it again.
+    if job is None:
+        return None
+    if job.status.terminal and job.decided_by == outcome_key(event):
+        # Only the event that decided the outcome moves the source. Outside the job's transaction, so that the
+        # source's one document is not read by every event of every job (it was the hot document: lock timeouts
+        # under load). Monotonic and idempotent, so a redelivered terminal event (its marker already written)
+        # simply applies it again.
         update_source(job, event)
     # Count the parts after a part lands, and after "started" too: Pub/Sub may deliver every part's
     # event before the one that says how many parts there are.
@@ -134,7 +141,8 @@ def record_event(event: Event) -> Job | None:
 
 
 def finish_if_complete(job_id: str) -> Job | None:
-    """Mark a multi-part job succeeded once all its parts are stored; idempotent."""
+    """Mark a multi-part job succeeded once all its parts are stored, even one a part's failure had failed
+    (a success beats a failure, whichever arrived first); idempotent."""
     from google.cloud import firestore as fs
 
     client = db()
@@ -143,13 +151,14 @@ def finish_if_complete(job_id: str) -> Job | None:
     if not snap.exists:
         return None
     job = _load(snap.to_dict())
-    if job.status.terminal or not job.progress or count_parts(job_id) < job.progress.total:
+    # A failed job is finished too when every part has landed: a success beats a failure (apply_event).
+    if job.status is JobStatus.succeeded or not job.progress or count_parts(job_id) < job.progress.total:
         return job
 
     @fs.transactional
     def txn(transaction: Any) -> Job:
         current = _load(job_ref.get(transaction=transaction, **bounded_call()).to_dict())
-        if current.status.terminal:
+        if current.status is JobStatus.succeeded:
             return current
         parts = [p.to_dict() for p in job_ref.collection(PARTS).stream(transaction=transaction, **bounded_call())]
         watermarks = [p["watermark"] for p in parts if p.get("watermark")]
