@@ -61,6 +61,8 @@ class Job(BaseModel):
     progress: Progress | None = None
     batch_id: str | None = None
     trigger: str = "api"
+    #: What the load stage did with the outputs (common.runtime.load): status, rows, bytes, tables.
+    load: dict[str, Any] | None = None
 
     def public(self) -> dict[str, Any]:
         """The JSON the API answers with."""

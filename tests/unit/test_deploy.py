@@ -458,7 +458,7 @@ def test_stage_writes_main_and_pinned_requirements(staged: Path) -> None:
         deploy_plan.stage("status", staged)
 
 
-@pytest.mark.parametrize("function", ["api", "ingest", "status"])
+@pytest.mark.parametrize("function", ["api", "ingest", "status", "load"])
 def test_a_staged_function_holds_only_what_it_runs(function: str, tmp_path: Path) -> None:
     """settings, core, sources, gcp and runtime: no emulator, local stack, CLI, deploy plan or samples."""
     tree = deploy_plan.stage(function, tmp_path / function)
@@ -522,7 +522,7 @@ print(json.dumps({"answers": answers, "pyarrow": "pyarrow" in sys.modules}))
 """
 
 
-@pytest.mark.parametrize("function", ["api", "ingest", "status"])
+@pytest.mark.parametrize("function", ["api", "ingest", "status", "load"])
 def test_a_staged_function_runs_with_only_its_requirements(function: str, tmp_path: Path) -> None:
     tree = deploy_plan.stage(function, tmp_path / function)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIBUTARY_")} | {"TRIBUTARY_AUTH": "off"}
