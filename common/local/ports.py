@@ -15,6 +15,7 @@ DEFAULT_PORTS = {
     "api": 8080,
     "ingest": 8081,
     "status": 8082,
+    "load": 8083,
 }
 
 

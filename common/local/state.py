@@ -10,9 +10,9 @@ from pathlib import Path
 from common.local.processes import stop_groups
 
 #: TRIBUTARY_AUTH per function in the stack (docs/security.md): the emulators' tasks carry ID tokens, so ingest
-#: verifies them; the Pub/Sub emulator sends none (docs/google-quirks.md), so status cannot; the api stays open
+#: verifies them; the Pub/Sub emulator sends none (docs/google-quirks.md), so status and load cannot; the api stays open
 #: locally (the CLI, n8n and tests call it without credentials) unless StackConfig.auth turns it on.
-LOCAL_AUTH = {"api": "off", "ingest": "on", "status": "off"}
+LOCAL_AUTH = {"api": "off", "ingest": "on", "status": "off", "load": "off"}
 
 
 @dataclass
