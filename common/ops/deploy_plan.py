@@ -57,6 +57,7 @@ from common.ops.staging import (
     requirements,
     stage,
 )
+from common.ops.warehouse_plan import load_plan
 from common.settings import Settings, settings
 from common.sources import all_sources
 
@@ -340,6 +341,9 @@ def build_plan(
                 secrets=fn_secrets,
             )
         )
+    load = load_plan(project=project, load_url=run_url(function_name("load"), project_number, region), env=env, s=s)
+    consts.update(load.consts)  # the load stage (common.ops.warehouse_plan)
+    functions.append(load.function)
     indexes = [(JOBS, fld, INDEX_ORDER_FIELD) for fld in INDEXED_FIELDS]
     # common.gcp.firestore.sources.last_runs: a source's last successful run (status ==, newest first).
     indexes.append((RUNS, "status", "finished_at"))

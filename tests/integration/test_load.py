@@ -37,7 +37,9 @@ def gdelt_outputs(root: Path, columns: tuple[Column, ...] | None = None) -> tupl
     base = root / "normalized" / "gdelt" / "events"
     parquet = base / "dt=2024-01-15" / f"{SLOT}.events.parquet"
     parquet.parent.mkdir(parents=True, exist_ok=True)
-    items = gdelt.parse(io.BytesIO((SAMPLES / "gdelt" / f"{SLOT}.export.CSV").read_bytes()), Part(key="k", stream="events"))
+    items = gdelt.parse(
+        io.BytesIO((SAMPLES / "gdelt" / f"{SLOT}.export.CSV").read_bytes()), Part(key="k", stream="events")
+    )
     records, _ = write_parquet(items, columns or gdelt.schemas["events"], parquet)
     (base / "schema.json").write_text("[]")
     raw = root / "raw" / "gdelt" / "events" / "dt=2024-01-15" / f"{SLOT}.export.CSV.zip"
