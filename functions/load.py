@@ -1,4 +1,4 @@
-"""CloudEvent function ``load``: loads a job's Parquet outputs into the warehouse from the ``load-push`` Pub/Sub push."""
+"""CloudEvent function ``load``: loads a job's Parquet outputs into the warehouse (the ``load-push`` push)."""
 
 import functions_framework
 import orjson

@@ -16,6 +16,8 @@ DEFAULT_PORTS = {
     "ingest": 8081,
     "status": 8082,
     "load": 8083,
+    "gcs": 9023,
+    "bigquery": 9050,
 }
 
 

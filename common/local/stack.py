@@ -36,6 +36,7 @@ from common.local.processes import (
 )
 from common.local.provisioning import provision
 from common.local.state import LOCAL_AUTH, StackConfig, StackState, down
+from common.local.warehouse_stack import start_warehouse_emulators
 from common.settings import Settings, reset_settings, use_settings
 from common.sources import all_sources
 
@@ -183,6 +184,9 @@ class Stack:
             self.env = self._function_env(Path(key))
             self._wait("tasks", grpc_ready(p["tasks"]), "the Tasks emulator")
             self._wait("certs", tcp_ready(p["certs"]), "the OIDC certs server")
+            if self.config.bigquery:
+                progress("starting the GCS and BigQuery emulators")
+                self.env.update(start_warehouse_emulators(self, host, self.config.project))
             if self.config.scheduler:
                 progress("starting the Cloud Scheduler emulator")
                 self._python(

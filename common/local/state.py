@@ -33,6 +33,8 @@ class StackConfig:
     auto_ports: bool = False
     #: TRIBUTARY_AUTH ("on" | "off") per function; see LOCAL_AUTH.
     auth: dict[str, str] = field(default_factory=lambda: dict(LOCAL_AUTH))
+    #: Also run the GCS and BigQuery emulators: outputs go to gs:// and the load stage to BigQuery.
+    bigquery: bool = False
     #: Extra command-line flags per component, e.g. ``{"tasks": ["--duplicate-deliveries", "3"]}``.
     extra_args: dict[str, list[str]] = field(default_factory=dict)
 
