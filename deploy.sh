@@ -280,7 +280,7 @@ run gcloud services enable --project="$PROJECT" \
   cloudfunctions.googleapis.com run.googleapis.com cloudbuild.googleapis.com artifactregistry.googleapis.com \
   cloudtasks.googleapis.com cloudscheduler.googleapis.com pubsub.googleapis.com firestore.googleapis.com \
   secretmanager.googleapis.com storage.googleapis.com iam.googleapis.com cloudresourcemanager.googleapis.com \
-  logging.googleapis.com
+  logging.googleapis.com bigquery.googleapis.com
 
 # ---------------------------------------------------------------------------------- project number
 say "project number"
@@ -300,6 +300,7 @@ fi
 BUCKET="" OUTPUT_URI="" RUNTIME="" SA_API="" SA_INGEST="" SA_STATUS="" SA_INVOKER="" PUBSUB_AGENT=""
 TOPIC="" DEAD_TOPIC="" SUBSCRIPTION="" DEAD_SUBSCRIPTION="" MAX_DELIVERY_ATTEMPTS="" ACK_DEADLINE="" MESSAGE_ORDERING=""
 API_FUNCTION="" STATUS_FUNCTION="" API_URL="" PUSH_ENDPOINT="" PUSH_AUDIENCE="" INGEST_URL=""
+SA_LOAD="" LOAD_FUNCTION="" LOAD_SUBSCRIPTION="" LOAD_PUSH_ENDPOINT="" LOAD_PUSH_AUDIENCE="" DATASET="" DATASET_LOCATION=""
 Q_NAME=() Q_RATE=() Q_CONCURRENT=() Q_ATTEMPTS=() Q_MIN_BACKOFF=() Q_MAX_BACKOFF=() Q_DOUBLINGS=()
 F_KIND=() F_NAME=() F_ENTRY=() F_MEMORY=() F_TIMEOUT=() F_MAX=() F_ENV=() F_SECRETS=()
 S_NAME=() S_SOURCE=() S_ACCOUNT=() IX_COLLECTION=() IX_FIELDS=() SCHEDULE_LINES=()
@@ -328,6 +329,13 @@ while IFS=$'\t' read -r kind f1 f2 f3 f4 f5 f6 f7 f8 f9; do
         push_endpoint) PUSH_ENDPOINT="$f2" ;;
         push_audience) PUSH_AUDIENCE="$f2" ;;
         ingest_url) INGEST_URL="$f2" ;;
+        sa_load) SA_LOAD="$f2" ;;
+        load_function) LOAD_FUNCTION="$f2" ;;
+        load_subscription) LOAD_SUBSCRIPTION="$f2" ;;
+        load_push_endpoint) LOAD_PUSH_ENDPOINT="$f2" ;;
+        load_push_audience) LOAD_PUSH_AUDIENCE="$f2" ;;
+        dataset) DATASET="$f2" ;;
+        dataset_location) DATASET_LOCATION="$f2" ;;
       esac
       ;;
     queue)
@@ -411,6 +419,28 @@ for i in "${!Q_NAME[@]}"; do
   UPDATE=(gcloud tasks queues update "${Q_NAME[$i]}" --project="$PROJECT" --location="$REGION" "${limits[@]}")
   ensure
 done
+
+# ------------------------------------------------------------------------ the warehouse (load stage)
+# The load function's account and the BigQuery dataset it writes, with least privilege: data editor on that
+# dataset only (a SQL GRANT, the one command that grants on a dataset), job user on the project (a load or a
+# query is a job, and jobs belong to a project), Firestore (its outcome goes on the job), read on the bucket.
+say "BigQuery warehouse: dataset $DATASET and the load function's account"
+DESCRIBE=(gcloud iam service-accounts describe "$SA_LOAD" --project="$PROJECT")
+CREATE=(gcloud iam service-accounts create "${SA_LOAD%%@*}" --project="$PROJECT"
+  --display-name="Tributary load function: loads job outputs into BigQuery")
+ensure
+DESCRIBE=(bq --project_id="$PROJECT" show --dataset "$PROJECT:$DATASET")
+CREATE=(bq --project_id="$PROJECT" --location="$DATASET_LOCATION" mk --dataset
+  --description="Tributary: one table per source and stream" "$PROJECT:$DATASET")
+ensure
+run_retry bq --project_id="$PROJECT" query --nouse_legacy_sql \
+  "GRANT \`roles/bigquery.dataEditor\` ON SCHEMA \`$PROJECT.$DATASET\` TO \"serviceAccount:$SA_LOAD\""
+run_retry gcloud projects add-iam-policy-binding "$PROJECT" --member="serviceAccount:$SA_LOAD" \
+  --role=roles/bigquery.jobUser --condition=None --format=none
+run_retry gcloud projects add-iam-policy-binding "$PROJECT" --member="serviceAccount:$SA_LOAD" \
+  --role=roles/datastore.user --condition=None --format=none
+run_retry gcloud storage buckets add-iam-policy-binding "gs://$BUCKET" --project="$PROJECT" \
+  --member="serviceAccount:$SA_LOAD" --role=roles/storage.objectViewer --format=none
 
 # ---------------------------------------------------------------------------------------- secrets
 # Only names: the values are set beforehand (docs/deploy.md) and never pass through this script.
@@ -496,6 +526,7 @@ for i in "${!F_NAME[@]}"; do
       ((!PUBLIC_API)) || access=--allow-unauthenticated
       ;;
     status) runtime_sa="$SA_STATUS" ;;
+    load) runtime_sa="$SA_LOAD" ;;
     *) runtime_sa="$SA_INGEST" ;;
   esac
   deploy=(gcloud functions deploy "${F_NAME[$i]}" --project="$PROJECT" --region="$REGION" --gen2
@@ -560,6 +591,21 @@ if ((!DRY_RUN)) && [[ "$MESSAGE_ORDERING" == "true" ]]; then
 fi
 # Dead-lettering acks the message on the source subscription as the Pub/Sub service agent.
 run_retry gcloud pubsub subscriptions add-iam-policy-binding "$SUBSCRIPTION" --project="$PROJECT" \
+  --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
+
+# ---------------------------------------------------------------- push subscription of the load stage
+# As status-push: OIDC as the invoker, a dead-letter topic, bounded retries; no ordering (loads are idempotent).
+say "push subscription $LOAD_SUBSCRIPTION -> $LOAD_FUNCTION"
+load_push=(--push-endpoint="$LOAD_PUSH_ENDPOINT" --push-auth-service-account="$SA_INVOKER"
+  --push-auth-token-audience="$LOAD_PUSH_AUDIENCE" --dead-letter-topic="$DEAD_TOPIC"
+  --max-delivery-attempts="$MAX_DELIVERY_ATTEMPTS" --ack-deadline=600
+  --min-retry-delay=10s --max-retry-delay=600s)
+DESCRIBE=(gcloud pubsub subscriptions describe "$LOAD_SUBSCRIPTION" --project="$PROJECT")
+CREATE=(gcloud pubsub subscriptions create "$LOAD_SUBSCRIPTION" --project="$PROJECT" --topic="$TOPIC"
+  --expiration-period=never "${load_push[@]}")
+UPDATE=(gcloud pubsub subscriptions update "$LOAD_SUBSCRIPTION" --project="$PROJECT" "${load_push[@]}")
+ensure
+run_retry gcloud pubsub subscriptions add-iam-policy-binding "$LOAD_SUBSCRIPTION" --project="$PROJECT" \
   --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber --format=none
 
 # ------------------------------------------------------------------------------------- schedules

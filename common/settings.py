@@ -108,6 +108,17 @@ class Settings(BaseModel):
     http_read_timeout: float = Field(60.0, gt=0.0)
     max_download_bytes: int = Field(2 * 1024**3, gt=0)
 
+    # The warehouse the load stage writes (docs/warehouse.md): "duckdb" (an embedded file) or "bigquery".
+    warehouse: Literal["duckdb", "bigquery"] = "duckdb"
+    # The DuckDB file of the embedded warehouse; empty: ``.tributary/warehouse.duckdb`` (the local stack sets
+    # its own, under its state folder).
+    warehouse_path: str = ""
+    # The BigQuery dataset the tables live in (in ``project``), and its location.
+    bigquery_dataset: str = "tributary"
+    bigquery_location: str = "US"
+    # A BigQuery REST endpoint standing in for Google's (the local stack's BigQuery emulator); empty: Google's.
+    bigquery_emulator_host: str | None = None
+
     @field_validator("oidc_allowed_service_accounts", "oidc_audience", "api_keys", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:

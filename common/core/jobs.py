@@ -63,6 +63,8 @@ class Job(BaseModel):
     trigger: str = "api"
     #: The :func:`outcome_key` of the event that decided the status and error (internal, not answered).
     decided_by: str | None = None
+    #: What the load stage did with the outputs (common.runtime.load): status, rows, bytes, tables.
+    load: dict[str, Any] | None = None
 
     def public(self) -> dict[str, Any]:
         """The JSON the API answers with."""

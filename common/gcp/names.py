@@ -27,6 +27,9 @@ JOBS, EVENTS, PARTS = "jobs", "events", "parts"
 SOURCES, RUNS = "sources", "runs"
 BATCHES = "batches"
 DEAD_EVENTS = "dead_events"
+#: The load stage: its push subscription on the events topic, and each load report under ``jobs/{id}/loads``.
+LOAD_SUBSCRIPTION = "load-push"
+LOADS = "loads"
 
 
 def _s(s: Settings | None) -> Settings:

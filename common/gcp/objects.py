@@ -7,13 +7,17 @@ overwrites what an earlier attempt wrote instead of adding to it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote
 
+from common.core.errors import PermanentError
 from common.gcp.clients import storage
 from common.settings import settings
 
@@ -30,6 +34,11 @@ class OutputStore(Protocol):
     def uri(self, name: str) -> str: ...
 
 
+def _file_uri(path: Path) -> str:
+    """``path`` as a ``file://`` URI, keeping hive folders readable (``dt=2024-01-15``, not ``dt%3D2024-01-15``)."""
+    return path.as_uri().replace("%3D", "=")
+
+
 class LocalStore:
     """Objects as files under ``root``; ``file://`` URIs."""
 
@@ -37,7 +46,7 @@ class LocalStore:
         self.root = Path(root).resolve()
 
     def uri(self, name: str) -> str:
-        return (self.root / name).as_uri()
+        return _file_uri(self.root / name)
 
     def _target(self, name: str) -> Path:
         target = (self.root / name).resolve()
@@ -56,7 +65,7 @@ class LocalStore:
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         write(tmp)
         os.replace(tmp, target)
-        return target.as_uri()
+        return _file_uri(target)
 
     def put_file(self, local: Path, name: str, content_type: str = "application/octet-stream") -> str:
         return self._replace(name, lambda tmp: shutil.copyfile(local, tmp))
@@ -106,3 +115,32 @@ def output_store(uri: str | None = None) -> OutputStore:
     if uri.startswith("gs://"):
         return GcsStore(uri)
     return LocalStore(uri.removeprefix("file://"))
+
+
+# ---- reading outputs back (the load stage) ---------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def local_copy(uri: str) -> Iterator[Path]:
+    """A local file holding the object at ``uri``: the file itself for ``file://`` and paths, a temporary
+    download (removed afterwards) for ``gs://``.
+
+    Raises:
+        PermanentError: the object does not exist.
+    """
+    if not uri.startswith("gs://"):
+        path = Path(unquote(uri.removeprefix("file://")) if uri.startswith("file:") else uri)
+        if not path.is_file():
+            raise PermanentError(f"output {uri} does not exist")
+        yield path
+        return
+    from google.api_core.exceptions import NotFound
+
+    bucket, _, key = uri.removeprefix("gs://").partition("/")
+    with tempfile.TemporaryDirectory(prefix="trib-load-") as tmp:
+        target = Path(tmp) / key.rsplit("/", 1)[-1]
+        try:
+            storage().bucket(bucket).blob(key, chunk_size=UPLOAD_CHUNK).download_to_filename(str(target))
+        except NotFound as exc:
+            raise PermanentError(f"output {uri} does not exist") from exc
+        yield target

@@ -13,6 +13,7 @@ from rich.table import Table
 from common.core.errors import ConfigError
 from common.local.samples import materialize
 from common.local.stack import Stack, StackConfig
+from common.runtime.embedded import DuckDBWarehouse, quote
 from common.sources import all_sources
 
 
@@ -40,12 +41,12 @@ def run_demo(state_dir: Path, *, timeout: float, console: Console, out: Console)
                 while pending and time.monotonic() < deadline:
                     for name, (job_id, t0) in list(pending.items()):
                         job = api.get(f"/v1/jobs/{job_id}").json()
-                        if job["status"] in ("succeeded", "failed"):
+                        if job["status"] in ("succeeded", "failed") and loaded(job):
                             job["seconds"] = time.monotonic() - t0
                             results.append(job)
                             del pending[name]
                             console.print(f"{name}: {job['status']} ({job['records']:,} records)")
-                    status.update(f"ingesting: waiting for {', '.join(sorted(pending)) or 'nothing'}")
+                    status.update(f"ingesting and loading: waiting for {', '.join(sorted(pending)) or 'nothing'}")
                     time.sleep(0.3)
             for name, (job_id, _) in pending.items():
                 results.append({**api.get(f"/v1/jobs/{job_id}").json(), "seconds": timeout})
@@ -53,7 +54,7 @@ def run_demo(state_dir: Path, *, timeout: float, console: Console, out: Console)
     finally:
         with console.status("stopping the local stack"):
             stack.down()
-    table = Table("source", "job", "status", "records", "bytes", "outputs", "seconds", title="demo summary")
+    table = Table("source", "job", "status", "records", "bytes", "outputs", "loaded", "seconds", title="demo summary")
     for job in sorted(results, key=lambda j: j["source"]):
         colour = "green" if job["status"] == "succeeded" else "red"
         table.add_row(
@@ -63,6 +64,7 @@ def run_demo(state_dir: Path, *, timeout: float, console: Console, out: Console)
             f"{job['records']:,}",
             f"{job['bytes']:,}",
             str(len(job["outputs"])),
+            _loaded_cell(job),
             f"{job['seconds']:.1f}",
         )
     out.print(table)
@@ -76,4 +78,43 @@ def run_demo(state_dir: Path, *, timeout: float, console: Console, out: Console)
     out.print(f"{len(written)} objects written under {data_dir}:")
     for name in written:
         out.print(f"  {name}")
-    return all(j["status"] == "succeeded" for j in results) and len(results) == len(all_sources())
+    tables_ok = print_tables(Path(state.env["TRIBUTARY_WAREHOUSE_PATH"]), out)
+    return (
+        all(j["status"] == "succeeded" and (j.get("load") or {}).get("status") != "failed" for j in results)
+        and len(results) == len(all_sources())
+        and tables_ok
+    )
+
+
+def loaded(job: dict[str, Any]) -> bool:
+    """Whether the load stage has recorded every Parquet output of a finished job (or nothing is to be loaded)."""
+    expected = sum(1 for o in job.get("outputs", []) if o.endswith(".parquet"))
+    load = job.get("load") or {}
+    return job["status"] != "succeeded" or load.get("status") == "failed" or len(load.get("tables", [])) >= expected
+
+
+def _loaded_cell(job: dict[str, Any]) -> str:
+    load = job.get("load")
+    if not load:
+        return "-"
+    if load.get("status") == "failed":
+        return "[red]failed[/red]"
+    return f"{load.get('rows', 0):,}"
+
+
+def print_tables(path: Path, out: Console) -> bool:
+    """The warehouse's tables and their row counts (``tributary query`` reads the same file)."""
+    if not path.exists():
+        out.print(f"[red]no warehouse at {path}[/red]")
+        return False
+    wh = DuckDBWarehouse(path)
+    _, rows = wh.query(
+        "select table_name from information_schema.tables where table_schema = 'main' "
+        "and not starts_with(table_name, '_') order by 1"
+    )
+    table = Table("table", "rows", title=f"warehouse tables ({path})")
+    for (name,) in rows:
+        table.add_row(name, f"{wh.query(f'select count(*) from {quote(name)}')[1][0][0]:,}")
+    out.print(table)
+    out.print(f'query them with: tributary query "select count(*) from gdelt_events" --warehouse {path}')
+    return bool(rows)

@@ -15,6 +15,9 @@ DEFAULT_PORTS = {
     "api": 8080,
     "ingest": 8081,
     "status": 8082,
+    "load": 8083,
+    "gcs": 9023,
+    "bigquery": 9050,
 }
 
 

@@ -36,6 +36,7 @@ from common.local.processes import (
 )
 from common.local.provisioning import provision
 from common.local.state import LOCAL_AUTH, StackConfig, StackState, down, function_auth
+from common.local.warehouse_stack import start_warehouse_emulators
 from common.settings import Settings, reset_settings, use_settings
 from common.sources import all_sources
 
@@ -183,6 +184,9 @@ class Stack:
             self.env = self._function_env(Path(key))
             self._wait("tasks", grpc_ready(p["tasks"]), "the Tasks emulator")
             self._wait("certs", tcp_ready(p["certs"]), "the OIDC certs server")
+            if self.config.bigquery:
+                progress("starting the GCS and BigQuery emulators")
+                self.env.update(start_warehouse_emulators(self, host, self.config.project))
             if self.config.scheduler:
                 progress("starting the Cloud Scheduler emulator")
                 self._python(
@@ -198,10 +202,15 @@ class Stack:
                     key,
                 )
                 self._wait("scheduler", grpc_ready(p["scheduler"]), "the Scheduler emulator")
-            progress("starting the functions (api, ingest, status)")
+            progress("starting the functions (api, ingest, status, load)")
             ff = str(Path(sys.executable).parent / "functions-framework")
             auth = function_auth(self.config, os.environ)
-            for name, signature in (("api", "http"), ("ingest", "http"), ("status", "cloudevent")):
+            for name, signature in (
+                ("api", "http"),
+                ("ingest", "http"),
+                ("status", "cloudevent"),
+                ("load", "cloudevent"),
+            ):
                 argv = [
                     ff,
                     "--source",
@@ -218,7 +227,7 @@ class Stack:
                 self._spawn(name, argv, {**self.env, "TRIBUTARY_AUTH": auth.get(name, "on")})
             progress("creating the topic, the push subscription and the queues")
             self._provision()
-            for name in ("ingest", "status"):
+            for name in ("ingest", "status", "load"):
                 self._wait(name, tcp_ready(p[name]), f"the {name} function")
             self._wait("api", http_ready(f"http://{host}:{p['api']}/healthz"), "the api function")
             if self.config.replay_dir is not None:
@@ -246,6 +255,7 @@ class Stack:
             "api_url": f"http://{host}:{p['api']}",
             "ingest_url": f"http://{host}:{p['ingest']}",
             "status_url": f"http://{host}:{p['status']}",
+            "load_url": f"http://{host}:{p['load']}",
             "pubsub_emulator_host": f"{host}:{p['pubsub']}",
             "firestore_emulator_host": f"{host}:{p['firestore']}",
             "tasks_emulator_host": f"{host}:{p['tasks']}",
@@ -269,6 +279,8 @@ class Stack:
             "CLOUD_TASKS_EMULATOR_HOST": f"{host}:{p['tasks']}",
             "TRIBUTARY_INGEST_URL": f"http://{host}:{p['ingest']}/{{source}}",
             "TRIBUTARY_OUTPUT_URI": (self.state_dir / "data").as_uri(),
+            # The load stage's embedded warehouse (TRIBUTARY_WAREHOUSE=bigquery in config.env picks BigQuery).
+            "TRIBUTARY_WAREHOUSE_PATH": str(self.state_dir / "warehouse.duckdb"),
             "TRIBUTARY_OIDC_KEY_FILE": str(key_file),
             # Tasks and schedules carry ID tokens of this account, verified against the stack's certs server.
             "TRIBUTARY_INVOKER_SERVICE_ACCOUNT": names.invoker_account(self.config.project),
@@ -294,9 +306,10 @@ class Stack:
         return Settings.from_env({**os.environ, **self.env, **extra})
 
     def _provision(self) -> None:
-        """Topic, dead-letter topic, push subscription to the status function, one queue per source."""
+        """Topic, dead-letter topic, push subscriptions to the status and load functions, one queue per source."""
         with use_settings(self.settings()):
-            provision(f"http://{self.config.host}:{self.ports['status']}")
+            host = self.config.host
+            provision(f"http://{host}:{self.ports['status']}", f"http://{host}:{self.ports['load']}")
 
     def _sync_schedules(self) -> None:
         api_url = self.endpoints()["api_url"]

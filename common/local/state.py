@@ -11,10 +11,10 @@ from pathlib import Path
 from common.local.processes import stop_groups
 
 #: TRIBUTARY_AUTH per function in the stack (docs/security.md): the emulators' tasks carry ID tokens, so ingest
-#: verifies them; the Pub/Sub emulator sends none (docs/google-quirks.md), so status cannot; the api stays open
-#: locally (the CLI, n8n and tests call it without credentials) unless StackConfig.auth turns it on, or
-#: :func:`function_auth` does (TRIBUTARY_AUTH=on, or keys or allowed accounts configured).
-LOCAL_AUTH = {"api": "off", "ingest": "on", "status": "off"}
+#: verifies them; the Pub/Sub emulator sends none (docs/google-quirks.md), so status and load cannot; the api
+#: stays open locally (the CLI, n8n and tests call it without credentials) unless StackConfig.auth turns it on,
+#: or :func:`function_auth` does (TRIBUTARY_AUTH=on, or keys or allowed accounts configured).
+LOCAL_AUTH = {"api": "off", "ingest": "on", "status": "off", "load": "off"}
 
 
 @dataclass
@@ -35,6 +35,8 @@ class StackConfig:
     auto_ports: bool = False
     #: TRIBUTARY_AUTH ("on" | "off") per function; see LOCAL_AUTH.
     auth: dict[str, str] = field(default_factory=lambda: dict(LOCAL_AUTH))
+    #: Also run the GCS and BigQuery emulators: outputs go to gs:// and the load stage to BigQuery.
+    bigquery: bool = False
     #: Extra command-line flags per component, e.g. ``{"tasks": ["--duplicate-deliveries", "3"]}``.
     extra_args: dict[str, list[str]] = field(default_factory=dict)
 

@@ -57,6 +57,7 @@ from common.ops.staging import (
     requirements,
     stage,
 )
+from common.ops.warehouse_plan import load_plan
 from common.settings import Settings, settings
 from common.sources import all_sources
 
@@ -339,6 +340,9 @@ def build_plan(
                 secrets=fn_secrets,
             )
         )
+    load = load_plan(project=project, load_url=run_url(function_name("load"), project_number, region), env=env, s=s)
+    consts.update(load.consts)  # the load stage (common.ops.warehouse_plan)
+    functions.append(load.function)
     indexes = [(index.collection, index.spec()) for index in INDEXES]
     return Plan(
         project=project,

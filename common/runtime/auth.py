@@ -40,7 +40,7 @@ OPEN_PATHS = frozenset({"/healthz"})
 #: Longest Authorization or X-API-Key value looked at (a Google ID token is about 1 KB).
 MAX_CREDENTIAL = 8192
 
-Function = Literal["api", "ingest", "status"]
+Function = Literal["api", "ingest", "status", "load"]
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:

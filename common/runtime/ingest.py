@@ -21,6 +21,7 @@ import orjson
 from common.core.errors import ConfigError, IngestError, PermanentError, SkippableRecord, TransientError
 from common.core.events import Event, EventData, EventType, PartProgress
 from common.core.schema import arrow_schema
+from common.core.warehouse import hive_partition
 from common.gcp.firestore import source_state
 from common.gcp.objects import OutputStore, output_store
 from common.gcp.pubsub import publish
@@ -153,7 +154,8 @@ def run_part(source: Source, part: Part, ctx: Context, store: OutputStore) -> Pa
         IngestError: from fetch or parse.
     """
     raw = source.fetch(part, ctx)
-    base = "/".join(x for x in (source.name, part.stream, part.partition) if x)
+    # Hive-style partition folders (dt=2024-01-15, partition=DFF), so DuckDB, Spark and external tables prune them.
+    base = "/".join(x for x in (source.name, part.stream, hive_partition(part.partition)) if x)
     outputs = [store.put_file(raw.path, f"raw/{base}/{raw.name}", raw.content_type)]
     columns = source.schemas[part.stream]
     parquet = ctx.workdir / f"{part.key}.parquet"

@@ -36,6 +36,7 @@ from common.core.errors import (
 )
 from common.core.paging import OffsetPaginator, PageNumberPaginator, Paginator
 from common.core.schema import Column
+from common.core.warehouse import DEFAULT_RULE, LoadRule
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
@@ -47,6 +48,7 @@ __all__ = [
     "Classify",
     "Column",
     "Context",
+    "LoadRule",
     "OffsetPaginator",
     "PageNumberPaginator",
     "Paginator",
@@ -198,6 +200,9 @@ class Source(ABC):
     default_base_url: ClassVar[str]
     #: Output schema per stream.
     schemas: ClassVar[Mapping[str, tuple[Column, ...]]]
+    #: How each stream's outputs load into the warehouse (docs/warehouse.md); a stream not named here
+    #: replaces the rows of the same output.
+    load_rules: ClassVar[Mapping[str, LoadRule]] = {}
     #: Memory for the ingest function (deploy sizing), e.g. "512Mi".
     memory: ClassVar[str] = "512Mi"
     #: Upstream request budget for the shared HTTP client, in ``limits`` notation ("120/minute").
@@ -215,6 +220,10 @@ class Source(ABC):
     def base_url(cls) -> str:
         """The upstream base URL: ``TRIBUTARY_<NAME>_BASE_URL`` when set (mirrors, replay servers)."""
         return os.environ.get(f"TRIBUTARY_{cls.name.upper()}_BASE_URL", cls.default_base_url).rstrip("/")
+
+    def load_rule(self, stream: str) -> LoadRule:
+        """The load rule of ``stream``: declared in ``load_rules``, else replace the output's own rows."""
+        return self.load_rules.get(stream, DEFAULT_RULE)
 
     def validate_params(self, raw: Mapping[str, Any], *, trusted: bool = False) -> Params:
         """The params as the source's model. Only ``trusted`` params (planned by the service itself: backfill

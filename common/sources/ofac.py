@@ -14,7 +14,7 @@ from typing import IO, Literal
 from pydantic import Field, field_validator
 
 from common.core.errors import PermanentError, TransientError, UpstreamHTTPError
-from common.sources.base import Column, Context, Params, Part, QueueConfig, Raw, Record, Schedule, Source
+from common.sources.base import Column, Context, LoadRule, Params, Part, QueueConfig, Raw, Record, Schedule, Source
 
 #: OFAC's Sanctions List Service; the old www.treasury.gov/ofac/downloads/*.csv URLs redirect here.
 DEFAULT_BASE_URL = "https://sanctionslistservice.ofac.treas.gov/api/PublicationPreview/exports"
@@ -152,6 +152,8 @@ class Ofac(Source):
     params_model = OfacParams
     default_base_url = DEFAULT_BASE_URL
     schemas = {stream: spec.fields + FILE_COLUMNS for stream, spec in STREAMS.items()}
+    #: Each file is a snapshot of the whole list: loading it replaces the table.
+    load_rules = {stream: LoadRule("replace", scope="table", cluster=("ent_num",)) for stream in STREAMS}
     demo_params = {"streams": list(ALL_STREAMS)}
 
     def dedup_params(self, params: Params, now: datetime) -> dict[str, object]:

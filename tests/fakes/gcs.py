@@ -1,6 +1,10 @@
 """An in-process fake of the Cloud Storage JSON API, for testing the real ``google-cloud-storage`` client.
 
-Google ships no Cloud Storage emulator, so this fake stands in for one, on 127.0.0.1 at a free port.
+Google ships no Cloud Storage emulator. Where a plain round trip is enough (outputs on ``gs://`` read back by
+the load stage, the local stack with ``bigquery=True``), the tests use the third-party ``gcp-storage-emulator``
+(``tests/integration/gcsemu.py``). This fake stays for what no emulator shows: injected failures (a 503 the
+client retries, a 400 it does not) and a record of each request (multipart or resumable, chunk sizes, the
+client's background bucket fetch), which ``tests/integration/test_objects_gcs.py`` asserts on.
 Point the stock client at it with ``STORAGE_EMULATOR_HOST=<GcsFake.url>`` (scheme included). It
 implements only what ``common.gcp.objects.GcsStore`` and the tests use, as the client sends it:
 

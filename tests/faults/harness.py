@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 from common.core.events import Event, EventData, EventType
 from common.core.jobs import Job, apply_event
+from common.core.warehouse import hive_partition
 from common.local.samples import HERE as SAMPLES
 from common.local.samples import gdelt_listing, zip_deterministic
 from common.local.stack import Stack, StackConfig, client_env
@@ -159,7 +160,7 @@ class Spec:
 
 
 def gdelt_spec(slot: str, streams: tuple[str, ...] = ("events",), **kw: Any) -> Spec:
-    day = f"{slot[:4]}/{slot[4:6]}/{slot[6:8]}"
+    day = hive_partition(f"{slot[:4]}/{slot[4:6]}/{slot[6:8]}")
     rows = {"events": GDELT_ROWS, "mentions": len(MENTIONS_ROWS)}
     parquet = {f"normalized/gdelt/{s}/{day}/{slot}.{s}": rows[s] for s in streams}
     params: dict[str, Any] = {"slot": slot}
@@ -179,7 +180,9 @@ def comtrade_spec(cmd: str, reporters: tuple[int, ...] = (156,), **kw: Any) -> S
     ctx = Context(http=None, base_url="", workdir=Path("."), state=SourceState(), now=datetime.now(UTC))  # type: ignore[arg-type]
     parts = source.plan(source.validate_params(params), ctx)
     parquet = {
-        f"normalized/comtrade/{p.stream}/{p.partition}/{p.key}": COMTRADE_ROWS[int(p.params["query"]["reporterCode"])]
+        f"normalized/comtrade/{p.stream}/{hive_partition(p.partition)}/{p.key}": COMTRADE_ROWS[
+            int(p.params["query"]["reporterCode"])
+        ]
         for p in parts
     }
     return Spec("comtrade", params, parquet, **kw)

@@ -524,7 +524,7 @@ def test_monthly_part_through_replay(replay, tmp_path):
     (part,) = SOURCE.plan(params(freq="M", reporters=[392], start="202301"), ctx_for(base(replay), tmp_path))
     result = run_part(SOURCE, part, ctx_for(base(replay), tmp_path), LocalStore(tmp_path / "out"))
     assert result.records == 2 and result.watermark == "2023-01"
-    assert "/normalized/comtrade/trade/M/2023/01/" in result.outputs[1]
+    assert "/normalized/comtrade/trade/partition=M-2023-01/" in result.outputs[1]
 
 
 def test_empty_answer_succeeds_with_zero_records_and_no_cursor(replay, tmp_path):

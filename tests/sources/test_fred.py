@@ -496,15 +496,15 @@ def test_demo_params_run_offline_and_a_second_run_adds_no_duplicates(tmp_path: P
         assert {k: r.records for k, r in first.items()} == {"DFF.full": 9, "GDP.full": 13}
         gdp = first["GDP.full"]
         assert [o.split("/data/", 1)[1] for o in gdp.outputs] == [
-            "raw/fred/observations/GDP/GDP.full.ndjson",
-            "normalized/fred/observations/GDP/GDP.full.parquet",
+            "raw/fred/observations/partition=GDP/GDP.full.ndjson",
+            "normalized/fred/observations/partition=GDP/GDP.full.parquet",
             "normalized/fred/observations/schema.json",
         ]
         assert (gdp.watermark, gdp.cursors) == ("2024-06-30", {"GDP": "2024-06-30"})
-        raw_lines = (store.root / "raw/fred/observations/GDP/GDP.full.ndjson").read_bytes().splitlines()
+        raw_lines = (store.root / "raw/fred/observations/partition=GDP/GDP.full.ndjson").read_bytes().splitlines()
         assert ["vintage_dates" in json.loads(raw_lines[0]), "observations" in json.loads(raw_lines[1])] == [True, True]
         assert len(raw_lines) == 2
-        table = pq.read_table(store.root / "normalized/fred/observations/GDP/GDP.full.parquet")
+        table = pq.read_table(store.root / "normalized/fred/observations/partition=GDP/GDP.full.parquet")
         assert [f"{f.name}:{f.type}" for f in table.schema] == [
             "series_id:string",
             "date:date32[day]",

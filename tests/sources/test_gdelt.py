@@ -230,10 +230,10 @@ def test_plan_fetch_and_write_a_slot(tmp_path: Path) -> None:
         result = run_part(g, parts[0], _ctx(server, tmp_path), store)
     assert result.records == 24
     assert result.watermark == "20240115120000"
-    table = pq.read_table(tmp_path / "out/normalized/gdelt/events/2024/01/15/20240115120000.events.parquet")
+    table = pq.read_table(tmp_path / "out/normalized/gdelt/events/dt=2024-01-15/20240115120000.events.parquet")
     assert table.num_rows == 24
     assert table.schema.field("EventCode").type == "string"
-    assert (tmp_path / "out/raw/gdelt/events/2024/01/15/20240115120000.export.CSV.zip").exists()
+    assert (tmp_path / "out/raw/gdelt/events/dt=2024-01-15/20240115120000.export.CSV.zip").exists()
     assert (tmp_path / "out/normalized/gdelt/events/schema.json").exists()
 
 

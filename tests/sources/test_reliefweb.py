@@ -379,7 +379,7 @@ def test_demo_params_run_offline_and_a_second_run_adds_nothing(tmp_path: Path) -
         first = run_part(SOURCE, part, ctx, store)
         assert server.hits["/reliefweb/reports"] == 2  # two pages, one raw file
         assert first.records == 2 and first.cursors == {"reports": DEMO_WINDOW[1]}
-        raw_lines = (tmp_path / "out" / "raw" / "reliefweb" / "reports" / "2024/01/15").glob("*.ndjson")
+        raw_lines = (tmp_path / "out" / "raw" / "reliefweb" / "reports" / "dt=2024-01-15").glob("*.ndjson")
         assert [len(f.read_bytes().splitlines()) for f in raw_lines] == [2]
         # The same job again (a redelivered task): the same objects, overwritten.
         again = run_part(SOURCE, part, ctx_for(http, base, tmp_path / "w2"), store)

@@ -351,7 +351,7 @@ def test_demo_params_run_offline_and_a_second_run_adds_nothing(tmp_path: Path) -
         path = "/worldbank/country/BRA;IND;NGA/indicator/NY.GDP.PCAP.CD"
         assert server.hits[path] == 3  # the probe, then two pages into one raw file
         assert first.records == 6 and first.cursors == {DEMO_KEY: "2024-12-16"}
-        raw = tmp_path / "out" / "raw" / "worldbank" / "indicators" / "NY.GDP.PCAP.CD" / f"{DEMO_KEY}.ndjson"
+        raw = tmp_path / "out" / "raw" / "worldbank" / "indicators" / "partition=NY.GDP.PCAP.CD" / f"{DEMO_KEY}.ndjson"
         assert len(raw.read_bytes().splitlines()) == 2
         # Upstream unchanged: the next run plans nothing (one probe) and writes nothing.
         later = ctx_for(http, base, tmp_path / "w2", cursors=first.cursors)

@@ -33,7 +33,7 @@ DEPLOY = REPO / "deploy.sh"
 SECRET_VALUE = "supersecret-value"
 PROJECT, REGION = "p", "r"
 APIS = ("cloudfunctions", "run", "cloudbuild", "cloudtasks", "cloudscheduler", "pubsub", "firestore",
-        "secretmanager", "artifactregistry", "storage", "iam")  # fmt: skip
+        "secretmanager", "artifactregistry", "storage", "iam", "bigquery")  # fmt: skip
 
 
 class DeployCheck(Source):
@@ -215,9 +215,11 @@ def test_least_privilege_role_bindings(lines: list[str]) -> None:
             (f"tributary-ingest-{source.name}", member["invoker"], "roles/run.invoker"),
         }
     assert expected <= found, sorted(expected - found)
-    # Only Firestore roles are project-wide (Firestore has no finer resource); the rest sit on one resource.
+    # Only Firestore roles are project-wide (Firestore has no finer resource), and the load function's BigQuery
+    # job user (jobs belong to a project); the rest sit on one resource.
     project_roles = {role for resource, _, role in found if resource == PROJECT}
-    assert project_roles == {"roles/datastore.user", "roles/datastore.viewer"}
+    assert project_roles == {"roles/datastore.user", "roles/datastore.viewer", "roles/bigquery.jobUser"}
+    assert {m for r, m, role in found if role == "roles/bigquery.jobUser"} == {f"serviceAccount:{sa('load')}"}
     assert not any(role in {"roles/owner", "roles/editor"} for *_, role in found)
 
 
@@ -475,7 +477,7 @@ def test_stage_writes_main_and_pinned_requirements(staged: Path) -> None:
         deploy_plan.stage("status", staged)
 
 
-@pytest.mark.parametrize("function", ["api", "ingest", "status"])
+@pytest.mark.parametrize("function", ["api", "ingest", "status", "load"])
 def test_a_staged_function_holds_only_what_it_runs(function: str, tmp_path: Path) -> None:
     """settings, core, sources, gcp and runtime: no emulator, local stack, CLI, deploy plan or samples."""
     tree = deploy_plan.stage(function, tmp_path / function)
@@ -539,7 +541,7 @@ print(json.dumps({"answers": answers, "pyarrow": "pyarrow" in sys.modules}))
 """
 
 
-@pytest.mark.parametrize("function", ["api", "ingest", "status"])
+@pytest.mark.parametrize("function", ["api", "ingest", "status", "load"])
 def test_a_staged_function_runs_with_only_its_requirements(function: str, tmp_path: Path) -> None:
     tree = deploy_plan.stage(function, tmp_path / function)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIBUTARY_")} | {"TRIBUTARY_AUTH": "off"}
@@ -594,3 +596,37 @@ def test_a_renamed_topic_renames_every_pubsub_resource_in_the_plan(monkeypatch: 
     assert (c["topic"], c["dead_topic"], c["dead_subscription"]) == ("events", "events-dead", "events-dead-pull")
     assert c["dead_subscription"] == names.dead_subscription_path().rsplit("/", 1)[-1]
     assert c["push_endpoint"].endswith("/projects/p/topics/events")
+
+
+def test_the_load_stage_dataset_function_subscription_and_roles(lines: list[str]) -> None:
+    """The warehouse: the dataset, data editor on it alone, the load function, and load-push with OIDC."""
+    load = f"serviceAccount:{sa('load')}"
+    assert "|| gcloud iam service-accounts create tributary-load" in one(
+        lines, f"service-accounts describe {sa('load')}"
+    )
+    dataset = one(lines, f"bq --project_id={PROJECT} show --dataset {PROJECT}:tributary")
+    assert "mk --dataset" in dataset and "--location=US" in dataset
+    grant = one(lines, "GRANT")
+    assert f'ON SCHEMA `{PROJECT}.tributary` TO "serviceAccount:{sa("load")}"' in grant
+    assert "roles/bigquery.dataEditor" in grant
+    found = bindings(lines)
+    assert (PROJECT, load, "roles/bigquery.jobUser") in found
+    assert (PROJECT, load, "roles/datastore.user") in found
+    assert (f"gs://{PROJECT}-tributary", load, "roles/storage.objectViewer") in found
+    assert ("tributary-load", f"serviceAccount:{sa('invoker')}", "roles/run.invoker") in found
+    assert not any(role == "roles/bigquery.dataEditor" for *_, role in found)  # never project-wide
+    f = deploy_flags(lines, "tributary-load")
+    assert f["--service-account"] == [sa("load")] and f["--entry-point"] == ["load"]
+    env = env_of(f)
+    url = f"https://tributary-load-PROJECT_NUMBER.{REGION}.run.app"
+    assert env["TRIBUTARY_WAREHOUSE"] == "bigquery" and env["TRIBUTARY_BIGQUERY_DATASET"] == "tributary"
+    assert env["TRIBUTARY_OIDC_AUDIENCE"] == url
+    sub = one(lines, "subscriptions describe load-push")
+    assert f"--push-endpoint={url}/projects/{PROJECT}/topics/ingest-events" in sub
+    assert f"--push-auth-service-account={sa('invoker')}" in sub and f"--push-auth-token-audience={url}" in sub
+    assert "--dead-letter-topic=ingest-events-dead" in sub and "--topic=ingest-events" in sub
+    agent = "serviceAccount:service-PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com"
+    assert ("load-push", agent, "roles/pubsub.subscriber") in found
+    assert lines.index(one(lines, "functions deploy tributary-load ")) < lines.index(sub)
+    assert lines.index(dataset) < lines.index(one(lines, "functions deploy tributary-load "))
+    one(lines, "-m common.ops.deploy_plan --stage", "--stage load ")

@@ -1,8 +1,9 @@
 """The ``tributary`` command: the local stack, jobs, sources, secrets, and the demo.
 
 One module per concern: :mod:`.dev` (the local stack), :mod:`.jobs` (jobs, sources and backfills through
-the API), :mod:`.operations` (secrets, the reaper, dead letters, the demo), ``scheduler.cli`` (schedules);
-:mod:`.common` holds what they share. Here they are mounted, in the order ``--help`` lists them.
+the API), :mod:`.operations` (secrets, the reaper, dead letters, the demo), :mod:`.warehouse` (queries),
+``scheduler.cli`` (schedules); :mod:`.common` holds what they share. Here they are mounted, in the order
+``--help`` lists them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from common.ops.cli.dev import dev_app
 from common.ops.cli.errors import FriendlyGroup
 from common.ops.cli.jobs import backfill_cmd, follow, jobs_app, sources_cmd
 from common.ops.cli.operations import demo, dlq_app, reap_cmd, secrets_app
+from common.ops.cli.warehouse import query_cmd
 
 __all__ = ["api_url", "app", "follow"]
 
@@ -62,3 +64,4 @@ _mount_optional()
 app.command("backfill")(backfill_cmd)
 app.command("reap")(reap_cmd)
 app.add_typer(dlq_app, name="dlq")
+app.command("query")(query_cmd)

@@ -12,6 +12,7 @@ from common.core.errors import (
 )
 from common.sources.base import (
     Context,
+    LoadRule,
     Params,
     Part,
     QueueConfig,
@@ -53,6 +54,13 @@ class Fred(Source):
     params_model = FredParams
     default_base_url = "https://api.stlouisfed.org"
     schemas = {"observations": OBSERVATIONS}
+    #: An observation is one (series, date, vintage): a revision replaces its row, a rerun adds none. Partitioned
+    #: by year of the observation date (daily series reach back to 1954: BigQuery caps a table's partitions).
+    load_rules = {
+        "observations": LoadRule(
+            "merge", keys=("series_id", "date", "realtime_start"), partition="date", partition_type="YEAR"
+        )
+    }
     demo_params = {"series": ["DFF", "GDP"]}
 
     def dedup_params(self, params: Params, now: datetime) -> dict[str, object]:

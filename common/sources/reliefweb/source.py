@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from common.core.errors import BadParams
-from common.sources.base import Context, Params, Part, QueueConfig, Raw, Record, Schedule, Source
+from common.sources.base import Context, LoadRule, Params, Part, QueueConfig, Raw, Record, Schedule, Source
 from common.sources.reliefweb.client import fetch_pages, page_query
 from common.sources.reliefweb.params import (
     APPNAME_ENV,
@@ -46,6 +46,8 @@ class ReliefWeb(Source):
     params_model = ReliefWebParams
     default_base_url = "https://api.reliefweb.int/v2"
     schemas = {"reports": REPORTS, "disasters": DISASTERS}
+    #: Reports and disasters change after they are published: the newest version of an id replaces the older.
+    load_rules = {stream: LoadRule("merge", keys=("id",)) for stream in ("reports", "disasters")}
     demo_params = {"streams": ["reports"], "since": "2024-01-15T00:00:00Z", "until": "2024-01-16T00:00:00Z"}
     backfill_window = timedelta(hours=DEFAULT_WINDOW_HOURS)
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from common.sources.base import Context, Params, Part, QueueConfig, Raw, Record, Schedule, Source
+from common.sources.base import Context, LoadRule, Params, Part, QueueConfig, Raw, Record, Schedule, Source
 from common.sources.worldbank.client import fetch_pages, probe, query_params
 from common.sources.worldbank.params import WorldBankParams, batch_label, batches
 from common.sources.worldbank.parse import COLUMNS, parse_pages
@@ -35,6 +35,8 @@ class WorldBank(Source):
     params_model = WorldBankParams
     default_base_url = "https://api.worldbank.org/v2"
     schemas = {"indicators": COLUMNS}
+    #: One value per (country, indicator, period): a revised value replaces its row.
+    load_rules = {"indicators": LoadRule("merge", keys=("indicator_id", "country_id", "date"))}
     demo_params = {"indicators": ["NY.GDP.PCAP.CD"], "countries": ["BRA", "IND", "NGA"]}
 
     def dedup_params(self, params: Params, now: datetime) -> dict[str, Any]:
