@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Iterable
 
 from common.local.emulators.kit.clock import FrozenClock
@@ -14,10 +15,18 @@ from common.local.serve import log_to_stderr, serve_until_signalled
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m common.local.emulators.scheduler",
-        description="Local Cloud Scheduler emulator (google.cloud.scheduler.v1 over plaintext gRPC).",
+        description="Local Cloud Scheduler emulator: google.cloud.scheduler.v1 over plaintext gRPC, and REST.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="gRPC port (default: any free port)")
+    parser.add_argument(
+        "--rest-port", type=int, default=None, help="also serve the REST API (JSON over HTTP/1.1) here; 0 picks one"
+    )
+    parser.add_argument(
+        "--pubsub-emulator-host",
+        default=os.environ.get("PUBSUB_EMULATOR_HOST") or None,
+        help="HOST:PORT of Google's Pub/Sub emulator, where Pub/Sub targets publish (default $PUBSUB_EMULATOR_HOST)",
+    )
     parser.add_argument("--admin-port", type=int, default=None, help="serve POST /advance and GET /healthz")
     parser.add_argument("--oidc-key-file", default=None, help="RSA key shared with the other emulators")
     parser.add_argument("--frozen-clock", action="store_true", help="time moves only with POST /advance")
@@ -33,10 +42,13 @@ def main(argv: Iterable[str] | None = None) -> int:
         clock=FrozenClock() if args.frozen_clock else None,
         fire=not args.no_fire,
         admin_port=args.admin_port,
+        rest_port=args.rest_port,
+        pubsub_emulator_host=args.pubsub_emulator_host,
     )
     emulator.start()
     admin = f" admin={emulator.admin_address}" if emulator.admin_address else ""
-    print(f"scheduler emulator ready on {emulator.address}{admin}", flush=True)
+    rest = f" rest={emulator.rest_url}/" if emulator.rest_url else ""
+    print(f"scheduler emulator ready on {emulator.address}{rest}{admin}", flush=True)
     serve_until_signalled(emulator.stop)
     return 0
 

@@ -53,6 +53,8 @@ class SchedulerEngine(Firing):
     ``clock``: ``None`` for real time (a background thread fires jobs when due), a
     :class:`~common.local.emulators.kit.clock.FrozenClock` or an aware ``datetime`` (frozen there) for
     tests, or any ``Clock``. ``fire=False`` stores and schedules jobs but never sends a request.
+    ``pubsub_emulator_host`` (``host:port`` of Google's Pub/Sub emulator) makes Pub/Sub targets publish there;
+    without it they are stored and never fired.
     """
 
     def __init__(
@@ -61,8 +63,10 @@ class SchedulerEngine(Firing):
         signer: LocalSigner | None = None,
         clock: Clock | datetime | None = None,
         fire: bool = True,
+        pubsub_emulator_host: str | None = None,
     ) -> None:
         self._signer = signer
+        self._pubsub_host = pubsub_emulator_host
         self._clock = make_clock(clock)
         self._fire = fire
         self.dispatcher = Dispatcher(lambda: self.signer)

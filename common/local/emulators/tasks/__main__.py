@@ -16,10 +16,13 @@ from common.local.serve import log_to_stderr, serve_until_signalled
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m common.local.emulators.tasks",
-        description="Local Cloud Tasks emulator speaking google.cloud.tasks.v2.CloudTasks over plaintext gRPC.",
+        description="Local Cloud Tasks emulator: google.cloud.tasks.v2.CloudTasks over plaintext gRPC, and REST.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8123, help="port to listen on; 0 picks one (default 8123)")
+    parser.add_argument(
+        "--rest-port", type=int, default=None, help="also serve the REST API (JSON over HTTP/1.1) here; 0 picks one"
+    )
     parser.add_argument(
         "--dedup-window", type=float, default=3600.0, help="seconds a finished task's name stays taken (3600)"
     )
@@ -54,10 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         duplicate_deliveries=args.duplicate_deliveries,
         clock=FrozenClock() if args.frozen_clock else None,
         admin_port=args.admin_port,
+        rest_port=args.rest_port,
     )
     emu.start()
     admin = f" admin={emu.admin_address}" if emu.admin_address else ""
-    print(f"Cloud Tasks emulator listening on {emu.address}{admin}", flush=True)
+    rest = f" rest={emu.rest_url}/" if emu.rest_url else ""
+    print(f"Cloud Tasks emulator listening on {emu.address}{rest}{admin}", flush=True)
     serve_until_signalled(emu.stop)
     return 0
 
