@@ -10,6 +10,7 @@ from typing import Any
 from common.local.emulators.kit.rpc import Code, RpcError
 from common.local.emulators.kit.rpc import invalid as _invalid
 from common.local.emulators.kit.timeconv import seconds as _from_dur
+from common.local.emulators.tasks.override import check_target
 
 # Defaults Cloud Tasks applies to a queue created without settings (docs.cloud.google.com/tasks/docs/
 # creating-queues shows them in the `gcloud tasks queues describe` output of a new queue).
@@ -49,6 +50,7 @@ class Config:
     max_backoff: float = DEFAULT_MAX_BACKOFF
     max_doublings: int = DEFAULT_MAX_DOUBLINGS
     logging_ratio: float | None = None
+    http_target: Any | None = None  # the queue-level HttpTarget (raw protobuf), see tasks/override.py
 
 
 # Leaf field path → (attribute of Config, reader from a raw Queue, default when zero).
@@ -82,7 +84,7 @@ _GROUPS = {
     "retry_config": [p for p in _LEAVES if p.startswith("retry_config.")],
 }
 _OUTPUT_ONLY = {"state", "purge_time", "rate_limits.max_burst_size"}
-_UNSUPPORTED = {"http_target", "app_engine_routing_override"}
+_UNSUPPORTED = {"app_engine_routing_override"}
 
 
 def _snake(path: str) -> str:
@@ -138,6 +140,8 @@ def apply_mask(current: Config | None, qpb: Any, mask: list[str]) -> Config:
                         setattr(cfg, attr, read(qpb))
         if qpb.HasField("stackdriver_logging_config"):
             cfg.logging_ratio = qpb.stackdriver_logging_config.sampling_ratio
+        if qpb.HasField("http_target"):
+            cfg.http_target = check_target(qpb.http_target)
     else:
         for raw in mask:
             path = _snake(raw)
@@ -149,6 +153,8 @@ def apply_mask(current: Config | None, qpb: Any, mask: list[str]) -> Config:
             elif path in ("stackdriver_logging_config", "stackdriver_logging_config.sampling_ratio"):
                 has = qpb.HasField("stackdriver_logging_config")
                 cfg.logging_ratio = qpb.stackdriver_logging_config.sampling_ratio if has else None
+            elif path == "http_target" or path.startswith("http_target."):
+                cfg.http_target = check_target(qpb.http_target) if qpb.HasField("http_target") else None
             elif path in _OUTPUT_ONLY or path == "name":
                 continue  # output-only fields are ignored; the name can't change
             elif path in _UNSUPPORTED:
