@@ -45,7 +45,7 @@ def test_the_client_examples_run(index: int, capsys: pytest.CaptureFixture[str])
         code = python_blocks(PAGE)[index]
         for default, actual in ports.items():
             code = code.replace(default, actual)
-        exec(compile(code, f"{PAGE.name}[{index}]", "exec"), {})  # noqa: S102 - the documentation's own code
+        exec(compile(code, f"{PAGE.name}[{index}]", "exec"), {})  # the documentation's own code
     assert capsys.readouterr().out.startswith(EXPECTED[index])
 
 
