@@ -6,6 +6,7 @@ import argparse
 import os
 from collections.abc import Iterable
 
+from common.local.devenv import emulator_exports, render
 from common.local.emulators.kit.clock import FrozenClock
 from common.local.emulators.oidc import LocalSigner
 from common.local.emulators.scheduler.server import SchedulerEmulator
@@ -31,6 +32,16 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--oidc-key-file", default=None, help="RSA key shared with the other emulators")
     parser.add_argument("--frozen-clock", action="store_true", help="time moves only with POST /advance")
     parser.add_argument("--no-fire", action="store_true", help="store and schedule jobs, send no request")
+    parser.add_argument(
+        "--print-env",
+        action="store_true",
+        help="after the ready line, print the exports that point gcloud and Google's clients here",
+    )
+    parser.add_argument(
+        "--project",
+        default=os.environ.get("GOOGLE_CLOUD_PROJECT") or "local-project",
+        help="the project for --print-env's CLOUDSDK_CORE_PROJECT (default $GOOGLE_CLOUD_PROJECT or local-project)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(list(argv) if argv is not None else None)
     log_to_stderr(args.log_level)
@@ -49,6 +60,14 @@ def main(argv: Iterable[str] | None = None) -> int:
     admin = f" admin={emulator.admin_address}" if emulator.admin_address else ""
     rest = f" rest={emulator.rest_url}/" if emulator.rest_url else ""
     print(f"scheduler emulator ready on {emulator.address}{rest}{admin}", flush=True)
+    if args.print_env:
+        exports = emulator_exports(
+            project=args.project,
+            scheduler_rest=emulator.rest_url,
+            scheduler_grpc=emulator.address,
+            pubsub=args.pubsub_emulator_host,
+        )
+        print(render(exports), end="", flush=True)
     serve_until_signalled(emulator.stop)
     return 0
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
+from common.local.devenv import emulator_exports, render
 from common.local.emulators.kit.clock import FrozenClock
 from common.local.emulators.oidc import LocalSigner
 from common.local.emulators.tasks.config import MIN_DISPATCH_DEADLINE
@@ -43,6 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--admin-port", type=int, default=None, help="serve POST /advance and GET /healthz")
     parser.add_argument("--frozen-clock", action="store_true", help="time moves only with POST /advance")
+    parser.add_argument(
+        "--print-env",
+        action="store_true",
+        help="after the ready line, print the exports that point gcloud and Google's clients here",
+    )
+    parser.add_argument(
+        "--project",
+        default=os.environ.get("GOOGLE_CLOUD_PROJECT") or "local-project",
+        help="the project for --print-env's CLOUDSDK_CORE_PROJECT (default $GOOGLE_CLOUD_PROJECT or local-project)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     args = parser.parse_args(argv)
     log_to_stderr(args.log_level)
@@ -63,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     admin = f" admin={emu.admin_address}" if emu.admin_address else ""
     rest = f" rest={emu.rest_url}/" if emu.rest_url else ""
     print(f"Cloud Tasks emulator listening on {emu.address}{rest}{admin}", flush=True)
+    if args.print_env:
+        exports = emulator_exports(project=args.project, tasks_rest=emu.rest_url, tasks_grpc=emu.address)
+        print(render(exports), end="", flush=True)
     serve_until_signalled(emu.stop)
     return 0
 
