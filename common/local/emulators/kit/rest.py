@@ -187,7 +187,7 @@ class RestServer:
         self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True, request_handler=_Handler)
         self.port: int = self._server.server_port
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name=f"{name}-rest", daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"{name}-rest", daemon=True
         )
         self._thread.start()
 
