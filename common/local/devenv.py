@@ -63,6 +63,14 @@ def stack_exports(endpoints: Mapping[str, str], project: str) -> dict[str, str]:
     )
 
 
+def all_names() -> list[str]:
+    """Every name :func:`emulator_exports` may set (what ``--unset`` removes, with or without a stack)."""
+    host = "127.0.0.1:1"
+    url = f"http://{host}"
+    return list(emulator_exports(project="p", tasks_rest=url, scheduler_rest=url, pubsub=host, firestore=host,
+                                 tasks_grpc=host, scheduler_grpc=host))  # fmt: skip
+
+
 def render(exports: Mapping[str, str], *, unset: bool = False) -> str:
     """POSIX shell lines for ``eval``: ``export NAME=value`` (quoted), or ``unset NAME`` to undo them."""
     if unset:
