@@ -328,3 +328,12 @@ def test_a_queue_http_target_overrides_every_task() -> None:
         receiver.close()
     assert (hit.method, hit.path, hit.headers["x-env"]) == ("PUT", "/moved?a=1", "local")
     assert hit.headers["authorization"].startswith("Bearer ")
+
+
+def test_a_mask_sub_path_absent_from_the_request_clears_only_that_part() -> None:
+    """What gcloud's ``tasks queues update --clear-http-uri-override`` sends: the path, and no httpTarget."""
+    with TasksEmulator(rest_port=0) as emu:
+        target = {"uriOverride": {"host": "example.test"}, "httpMethod": "PUT"}
+        httpx.post(f"{emu.rest_url}/v2/{P}/queues", json={"name": Q, "httpTarget": target}).raise_for_status()
+        cleared = httpx.patch(f"{emu.rest_url}/v2/{Q}", params={"updateMask": "httpTarget.uriOverride"})
+    assert cleared.json()["httpTarget"] == {"httpMethod": "PUT"}

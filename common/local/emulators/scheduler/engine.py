@@ -22,6 +22,7 @@ from google.protobuf import empty_pb2, field_mask_pb2
 
 from common.local.emulators.kit.clock import Clock, make_clock
 from common.local.emulators.kit.dispatch import Dispatcher
+from common.local.emulators.kit.masks import merge_masked
 from common.local.emulators.kit.rpc import Code, RpcError
 from common.local.emulators.kit.rpc import invalid as _invalid
 from common.local.emulators.kit.timeconv import timestamp as _ts
@@ -327,9 +328,7 @@ class SchedulerEngine(Firing):
             state = self._get(incoming.name)
             job = copy_job(state.job)
             if paths:
-                field_mask_pb2.FieldMask(paths=paths).MergeMessage(
-                    incoming, job, replace_message_field=True, replace_repeated_field=True
-                )
+                merge_masked(paths, incoming, job)
             normalize(job, self._clock.now())
             now = self._clock.now()
             job.user_update_time.CopyFrom(_ts(now))

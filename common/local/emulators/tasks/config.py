@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from common.local.emulators.kit.masks import merge_masked
 from common.local.emulators.kit.rpc import Code, RpcError
 from common.local.emulators.kit.rpc import invalid as _invalid
 from common.local.emulators.kit.timeconv import seconds as _from_dur
@@ -143,6 +144,7 @@ def apply_mask(current: Config | None, qpb: Any, mask: list[str]) -> Config:
         if qpb.HasField("http_target"):
             cfg.http_target = check_target(qpb.http_target)
     else:
+        target_paths: list[str] = []
         for raw in mask:
             path = _snake(raw)
             if path in _LEAVES:
@@ -154,12 +156,26 @@ def apply_mask(current: Config | None, qpb: Any, mask: list[str]) -> Config:
                 has = qpb.HasField("stackdriver_logging_config")
                 cfg.logging_ratio = qpb.stackdriver_logging_config.sampling_ratio if has else None
             elif path == "http_target" or path.startswith("http_target."):
-                cfg.http_target = check_target(qpb.http_target) if qpb.HasField("http_target") else None
+                target_paths.append(path)
             elif path in _OUTPUT_ONLY or path == "name":
                 continue  # output-only fields are ignored; the name can't change
             elif path in _UNSUPPORTED:
                 raise RpcError(Code.UNIMPLEMENTED, f"the Cloud Tasks emulator does not support {path}")
             else:
                 raise _invalid(f"update_mask has an unknown Queue field path: {raw!r}")
+        if target_paths:
+            cfg.http_target = _merge_target(cfg.http_target, qpb, target_paths)
     _validate_config(cfg)
     return cfg
+
+
+def _merge_target(current: Any | None, qpb: Any, paths: list[str]) -> Any | None:
+    """The queue's ``http_target`` after the ``http_target…`` paths of a mask (gcloud's ``--clear-http-*``
+    sends one sub-path, such as ``http_target.uri_override``, and the others must stay)."""
+    merged = type(qpb)()
+    if current is not None:
+        merged.http_target.CopyFrom(current)
+    merge_masked(paths, qpb, merged)
+    if not merged.HasField("http_target") or not merged.http_target.ListFields():
+        return None
+    return check_target(merged.http_target)
