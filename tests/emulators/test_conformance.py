@@ -337,3 +337,17 @@ def test_a_mask_sub_path_absent_from_the_request_clears_only_that_part() -> None
         httpx.post(f"{emu.rest_url}/v2/{P}/queues", json={"name": Q, "httpTarget": target}).raise_for_status()
         cleared = httpx.patch(f"{emu.rest_url}/v2/{Q}", params={"updateMask": "httpTarget.uriOverride"})
     assert cleared.json()["httpTarget"] == {"httpMethod": "PUT"}
+
+
+def test_clearing_a_jobs_token_as_gcloud_does() -> None:
+    """``gcloud scheduler jobs update http --clear-auth-token``: four leaf paths of both tokens, neither sent."""
+    with SchedulerEmulator(rest_port=0, fire=False) as emu:
+        job = {"name": J, "schedule": "* * * * *", "httpTarget": {"uri": "http://x.test/", "oidcToken": {
+            "serviceAccountEmail": "sa@conf.iam.gserviceaccount.com"}}}  # fmt: skip
+        httpx.post(f"{emu.rest_url}/v1/{P}/jobs", json=job).raise_for_status()
+        mask = "httpTarget.oidcToken.serviceAccountEmail,httpTarget.oidcToken.audience,"
+        mask += "httpTarget.oauthToken.serviceAccountEmail,httpTarget.oauthToken.scope"
+        body = {"name": J, "httpTarget": {"httpMethod": "POST"}, "timeZone": "Etc/UTC"}
+        cleared = httpx.patch(f"{emu.rest_url}/v1/{J}", params={"updateMask": mask}, json=body)
+    assert cleared.status_code == 200, cleared.text
+    assert "oidcToken" not in cleared.json()["httpTarget"] and "oauthToken" not in cleared.json()["httpTarget"]
