@@ -11,10 +11,10 @@ import pytest
 from google.cloud import scheduler_v1
 
 from common.gcp import clients
+from common.gcp.idtokens import CertsCache, verify_id_token
 from common.local.emulators.certs import CertsServer
 from common.local.emulators.kit.clock import FrozenClock
 from common.local.emulators.scheduler import SchedulerEmulator
-from common.gcp.idtokens import CertsCache, verify_id_token
 from tests.emulators.helpers import Receiver
 
 START = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
