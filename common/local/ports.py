@@ -11,6 +11,8 @@ DEFAULT_PORTS = {
     "scheduler": 8124,
     "scheduler_admin": 8125,
     "certs": 8126,
+    "tasks_rest": 8127,
+    "scheduler_rest": 8128,
     "replay": 8090,
     "api": 8080,
     "ingest": 8081,

@@ -159,6 +159,8 @@ class Stack:
                 host,
                 "--port",
                 str(p["tasks"]),
+                "--rest-port",
+                str(p["tasks_rest"]),
                 "--oidc-key-file",
                 key,
             )
@@ -198,6 +200,10 @@ class Stack:
                     str(p["scheduler"]),
                     "--admin-port",
                     str(p["scheduler_admin"]),
+                    "--rest-port",
+                    str(p["scheduler_rest"]),
+                    "--pubsub-emulator-host",
+                    f"{host}:{p['pubsub']}",
                     "--oidc-key-file",
                     key,
                 )
@@ -259,12 +265,14 @@ class Stack:
             "pubsub_emulator_host": f"{host}:{p['pubsub']}",
             "firestore_emulator_host": f"{host}:{p['firestore']}",
             "tasks_emulator_host": f"{host}:{p['tasks']}",
+            "tasks_rest_url": f"http://{host}:{p['tasks_rest']}",
             "oidc_certs_url": f"http://{host}:{p['certs']}/oauth2/v3/certs",
             "output_uri": self.env.get("TRIBUTARY_OUTPUT_URI", ""),
         }
         if self.config.scheduler:
             out["scheduler_emulator_host"] = f"{host}:{p['scheduler']}"
             out["scheduler_admin_url"] = f"http://{host}:{p['scheduler_admin']}"
+            out["scheduler_rest_url"] = f"http://{host}:{p['scheduler_rest']}"
         if self.config.replay_dir is not None:
             out["replay_url"] = f"http://{host}:{p['replay']}"
         return out

@@ -326,8 +326,8 @@ def test_other_error_codes(client, target) -> None:
         client.list_jobs(parent="projects/demo")
     with pytest.raises(gexc.InvalidArgument, match="Invalid job name"):
         client.get_job(name="dup")
-    with pytest.raises(gexc.MethodNotImplemented):
-        client.list_locations({"name": "projects/demo"})
+    with pytest.raises(gexc.InvalidArgument, match="Invalid resource name"):
+        client.list_locations({"name": "projects/demo/locations"})
 
 
 def test_concurrent_clients(client, target, emu) -> None:

@@ -7,10 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from google.cloud.location import locations_pb2
 
+from common.local.emulators.kit.locations import LOCATIONS_SERVICE, Locations
 from common.local.emulators.kit.rpc import Code, RpcError, invalid, not_found
 
-__all__ = ["Code", "RpcError", "grpc_status", "invalid", "not_found", "unary"]
+__all__ = ["Code", "RpcError", "grpc_status", "invalid", "locations_handler", "not_found", "unary"]
 
 
 def grpc_status(code: Code) -> grpc.StatusCode:
@@ -27,9 +29,9 @@ def unary(
     log: logging.Logger,
     convert: Callable[[Any], Any] | None = None,
 ) -> grpc.RpcMethodHandler:
-    """A unary handler: deserialize with the proto-plus ``request_cls``, call ``fn`` (with ``convert(request)``
-    when given), and turn an :class:`RpcError` into its status; any other exception is an emulator bug,
-    answered INTERNAL with its description instead of gRPC's bare UNKNOWN."""
+    """A unary handler: deserialize with ``request_cls`` (proto-plus or raw protobuf), call ``fn`` (with
+    ``convert(request)`` when given), and turn an :class:`RpcError` into its status; any other exception is an
+    emulator bug, answered INTERNAL with its description instead of gRPC's bare UNKNOWN."""
 
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
         try:
@@ -40,6 +42,25 @@ def unary(
             log.exception("%s failed", method)
             context.abort(grpc.StatusCode.INTERNAL, f"emulator error in {method}: {type(exc).__name__}: {exc}")
 
-    return grpc.unary_unary_rpc_method_handler(
-        handler, request_deserializer=request_cls.deserialize, response_serializer=serialize
+    deserialize = getattr(request_cls, "deserialize", None) or request_cls.FromString
+    return grpc.unary_unary_rpc_method_handler(handler, request_deserializer=deserialize, response_serializer=serialize)
+
+
+def locations_handler(locations: Locations, *, log: logging.Logger) -> grpc.GenericRpcHandler:
+    """``google.cloud.location.Locations`` (ListLocations, GetLocation), which the stock clients call as
+    ``client.list_locations`` and ``client.get_location``."""
+
+    def serialize(message: Any) -> bytes:
+        return bytes(message.SerializeToString())
+
+    return grpc.method_handlers_generic_handler(
+        LOCATIONS_SERVICE,
+        {
+            "ListLocations": unary(
+                "ListLocations", locations.list_locations, locations_pb2.ListLocationsRequest, serialize, log=log
+            ),
+            "GetLocation": unary(
+                "GetLocation", locations.get_location, locations_pb2.GetLocationRequest, serialize, log=log
+            ),
+        },
     )

@@ -14,6 +14,7 @@ import typer
 
 from common.ops.cli.common import api_url, options
 from common.ops.cli.dev import dev_app
+from common.ops.cli.emulator import emulator_app
 from common.ops.cli.errors import FriendlyGroup
 from common.ops.cli.jobs import backfill_cmd, follow, jobs_app, sources_cmd
 from common.ops.cli.operations import demo, dlq_app, reap_cmd, secrets_app
@@ -45,6 +46,7 @@ def main(
 
 
 app.add_typer(dev_app, name="dev")
+app.add_typer(emulator_app, name="emulator")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(secrets_app, name="secrets")
 app.command("sources")(sources_cmd)

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from common.core.errors import ConfigError
+from common.local.devenv import all_names, render, stack_exports
 from common.local.samples import materialize
 from common.local.serve import serve_until_signalled
 from common.local.stack import Stack, StackConfig, StackState, alive, down
@@ -70,6 +71,22 @@ def dev_down(state_dir: StateDir = DEFAULT_STATE) -> None:
     """Stop everything `dev up` started."""
     stopped = down(state_dir)
     console.print(f"stopped {', '.join(stopped)}" if stopped else "no stack was running")
+
+
+@dev_app.command("env")
+def dev_env(
+    unset: Annotated[bool, typer.Option("--unset", help="Print the lines that undo the exports.")] = False,
+    state_dir: StateDir = DEFAULT_STATE,
+) -> None:
+    """Print the exports that point gcloud and Google's clients at the running stack: eval "$(tributary dev env)"."""
+    if unset:
+        typer.echo(render(dict.fromkeys(all_names(), ""), unset=True), nl=False)
+        return
+    state = StackState.load(state_dir.resolve())
+    if state is None:
+        fail(f"no stack is running from {state_dir} (start one with `tributary dev up`)")
+        return
+    typer.echo(render(stack_exports(state.endpoints, state.project)), nl=False)
 
 
 def _print_endpoints(endpoints: dict[str, str]) -> None:

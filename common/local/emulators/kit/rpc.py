@@ -80,3 +80,30 @@ def http_to_code(status: int) -> Code:
     if 500 <= status < 600:
         return Code.INTERNAL
     return Code.UNKNOWN
+
+
+# Code → HTTP status, as google/rpc/code.proto documents each code's HTTP mapping (what a REST front answers).
+_CODE_TO_HTTP = {
+    Code.OK: 200,
+    Code.CANCELLED: 499,
+    Code.UNKNOWN: 500,
+    Code.INVALID_ARGUMENT: 400,
+    Code.DEADLINE_EXCEEDED: 504,
+    Code.NOT_FOUND: 404,
+    Code.ALREADY_EXISTS: 409,
+    Code.PERMISSION_DENIED: 403,
+    Code.RESOURCE_EXHAUSTED: 429,
+    Code.FAILED_PRECONDITION: 400,
+    Code.ABORTED: 409,
+    Code.OUT_OF_RANGE: 400,
+    Code.UNIMPLEMENTED: 501,
+    Code.INTERNAL: 500,
+    Code.UNAVAILABLE: 503,
+    Code.DATA_LOSS: 500,
+    Code.UNAUTHENTICATED: 401,
+}
+
+
+def code_to_http(code: Code) -> int:
+    """The HTTP status google/rpc/code.proto gives a code (``grpc.StatusCode`` accepted by name)."""
+    return _CODE_TO_HTTP[Code[code.name]]

@@ -22,6 +22,7 @@ from google.protobuf import empty_pb2, field_mask_pb2
 
 from common.local.emulators.kit.clock import Clock, make_clock
 from common.local.emulators.kit.dispatch import Dispatcher
+from common.local.emulators.kit.masks import merge_masked
 from common.local.emulators.kit.rpc import Code, RpcError
 from common.local.emulators.kit.rpc import invalid as _invalid
 from common.local.emulators.kit.timeconv import timestamp as _ts
@@ -53,6 +54,8 @@ class SchedulerEngine(Firing):
     ``clock``: ``None`` for real time (a background thread fires jobs when due), a
     :class:`~common.local.emulators.kit.clock.FrozenClock` or an aware ``datetime`` (frozen there) for
     tests, or any ``Clock``. ``fire=False`` stores and schedules jobs but never sends a request.
+    ``pubsub_emulator_host`` (``host:port`` of Google's Pub/Sub emulator) makes Pub/Sub targets publish there;
+    without it they are stored and never fired.
     """
 
     def __init__(
@@ -61,8 +64,10 @@ class SchedulerEngine(Firing):
         signer: LocalSigner | None = None,
         clock: Clock | datetime | None = None,
         fire: bool = True,
+        pubsub_emulator_host: str | None = None,
     ) -> None:
         self._signer = signer
+        self._pubsub_host = pubsub_emulator_host
         self._clock = make_clock(clock)
         self._fire = fire
         self.dispatcher = Dispatcher(lambda: self.signer)
@@ -323,9 +328,7 @@ class SchedulerEngine(Firing):
             state = self._get(incoming.name)
             job = copy_job(state.job)
             if paths:
-                field_mask_pb2.FieldMask(paths=paths).MergeMessage(
-                    incoming, job, replace_message_field=True, replace_repeated_field=True
-                )
+                merge_masked(paths, incoming, job)
             normalize(job, self._clock.now())
             now = self._clock.now()
             job.user_update_time.CopyFrom(_ts(now))

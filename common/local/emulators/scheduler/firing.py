@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import threading
 from collections import deque
@@ -31,6 +33,7 @@ from common.local.emulators.scheduler.jobs import (
 )
 
 log = logging.getLogger("tributary.emulators.scheduler")
+PUBLISH_DEADLINE = 30.0  # seconds for one publish to the Pub/Sub emulator
 
 
 class Firing:
@@ -41,6 +44,7 @@ class Firing:
     dispatcher: Dispatcher
     _clock: Clock
     _fire: bool
+    _pubsub_host: str | None
     _lock: threading.RLock
     _cond: threading.Condition
     _jobs: dict[str, JobState]
@@ -65,6 +69,11 @@ class Firing:
                 "not dispatched: the emulator runs with fire=False",
                 False,
                 target,
+            )
+        elif target == "pubsub_target" and self._pubsub_host:
+            status, error = self._publish(event)
+            record = FireRecord(
+                event.name, event.schedule_time, status, event.attempt, event.kind, started, error, True, target
             )
         elif target != "http_target":
             self._warn_once(
@@ -160,6 +169,20 @@ class Firing:
         if answer.code == Code.DEADLINE_EXCEEDED:
             return None, f"DEADLINE_EXCEEDED: no answer within {deadline:g} s ({answer.detail})"
         return None, f"UNAVAILABLE: {answer.detail}"
+
+    def _publish(self, event: Event) -> tuple[int | None, str | None]:
+        """Publish the job's message to its topic on the Pub/Sub emulator (its REST API), as Cloud Scheduler
+        publishes ``data`` and ``attributes`` of a Pub/Sub target."""
+        target = event.job.pubsub_target
+        message: dict[str, object] = {"data": base64.b64encode(target.data).decode()}
+        if target.attributes:
+            message["attributes"] = dict(target.attributes)
+        url = f"http://{self._pubsub_host}/v1/{target.topic_name}:publish"
+        body = json.dumps({"messages": [message]}).encode()
+        answer = self.dispatcher.send("POST", url, {"Content-Type": "application/json"}, body, PUBLISH_DEADLINE, None)
+        if answer.status is not None:
+            return answer.status, None if answer.ok else f"{answer.code.name}: publish answered {answer.status}"
+        return None, f"{answer.code.name}: {answer.detail}"
 
     def _complete(self, event: Event, record: FireRecord, first_attempt: datetime) -> None:
         with self._cond:

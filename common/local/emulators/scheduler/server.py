@@ -12,14 +12,17 @@ import grpc
 from google.cloud import scheduler_v1
 from google.protobuf import empty_pb2
 
-from common.local.emulators._grpc import unary
+from common.local.emulators._grpc import locations_handler, unary
 from common.local.emulators.kit.admin import AdminServer
 from common.local.emulators.kit.clock import Clock
+from common.local.emulators.kit.locations import DEFAULT_LOCATIONS, Locations
+from common.local.emulators.kit.rest import RestServer
 from common.local.emulators.oidc import LocalSigner
 from common.local.emulators.scheduler.admin import serve_admin
 from common.local.emulators.scheduler.engine import SchedulerEngine
 from common.local.emulators.scheduler.firing import log
 from common.local.emulators.scheduler.jobs import STOP_BUDGET_SECONDS, FireRecord
+from common.local.emulators.scheduler.rest import serve_rest
 
 SERVICE = "google.cloud.scheduler.v1.CloudScheduler"
 
@@ -27,7 +30,9 @@ SERVICE = "google.cloud.scheduler.v1.CloudScheduler"
 class SchedulerEmulator:
     """An in-process Cloud Scheduler: a gRPC server on ``host:port`` (0 picks a free port) in front of a
     :class:`~common.local.emulators.scheduler.engine.SchedulerEngine` (``signer``, ``clock`` and ``fire`` are
-    its), and with ``admin_port`` the time control of :mod:`common.local.emulators.scheduler.admin`.
+    its), with ``rest_port`` the REST API (:mod:`common.local.emulators.scheduler.rest`, 0 picks a free port), and
+    with ``admin_port`` the time control of :mod:`common.local.emulators.scheduler.admin`. ``locations`` is what
+    ListLocations answers.
     """
 
     def __init__(
@@ -39,13 +44,19 @@ class SchedulerEmulator:
         clock: Clock | datetime | None = None,
         fire: bool = True,
         admin_port: int | None = None,
+        rest_port: int | None = None,
+        locations: tuple[str, ...] = DEFAULT_LOCATIONS,
+        pubsub_emulator_host: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.admin_port = admin_port
-        self.engine = SchedulerEngine(signer=signer, clock=clock, fire=fire)
+        self.rest_port = rest_port
+        self.locations = Locations(locations)
+        self.engine = SchedulerEngine(signer=signer, clock=clock, fire=fire, pubsub_emulator_host=pubsub_emulator_host)
         self._server: grpc.Server | None = None
         self._admin: AdminServer | None = None
+        self._rest: RestServer | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -54,7 +65,7 @@ class SchedulerEmulator:
         if self._server is not None:
             return self.port
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="scheduler-grpc"))
-        server.add_generic_rpc_handlers((self._handlers(),))
+        server.add_generic_rpc_handlers((self._handlers(), locations_handler(self.locations, log=log)))
         bound = server.add_insecure_port(f"{self.host}:{self.port}")
         if bound == 0:
             raise RuntimeError(f"cannot bind the scheduler emulator to {self.host}:{self.port}")
@@ -64,6 +75,9 @@ class SchedulerEmulator:
         self.port = bound
         if self.admin_port is not None:
             self.start_admin(self.admin_port)
+        if self.rest_port is not None:
+            self._rest = serve_rest(self.engine, self.locations, self.host, self.rest_port)
+            self.rest_port = self._rest.port
         log.info("scheduler emulator listening on %s", self.address)
         return bound
 
@@ -81,6 +95,9 @@ class SchedulerEmulator:
         if self._admin is not None:
             self._admin.stop(deadline - time.monotonic())
             self._admin = None
+        if self._rest is not None:
+            self._rest.stop(deadline - time.monotonic())
+            self._rest = None
         if self._server is not None:
             self._server.stop(grace=0.5).wait(timeout=max(0.1, deadline - time.monotonic()))
             self._server = None
@@ -100,6 +117,11 @@ class SchedulerEmulator:
     @property
     def admin_address(self) -> str | None:
         return f"{self.host}:{self.admin_port}" if self._admin is not None else None
+
+    @property
+    def rest_url(self) -> str | None:
+        """``http://host:port`` of the REST API (with ``rest_port``, after :meth:`start`)."""
+        return f"http://{self.host}:{self._rest.port}" if self._rest is not None else None
 
     # ------------------------------------------------------------------ the engine's time and records
 

@@ -7,9 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from common.local.emulators.kit.masks import merge_masked
 from common.local.emulators.kit.rpc import Code, RpcError
 from common.local.emulators.kit.rpc import invalid as _invalid
 from common.local.emulators.kit.timeconv import seconds as _from_dur
+from common.local.emulators.tasks.override import check_target
 
 # Defaults Cloud Tasks applies to a queue created without settings (docs.cloud.google.com/tasks/docs/
 # creating-queues shows them in the `gcloud tasks queues describe` output of a new queue).
@@ -49,6 +51,7 @@ class Config:
     max_backoff: float = DEFAULT_MAX_BACKOFF
     max_doublings: int = DEFAULT_MAX_DOUBLINGS
     logging_ratio: float | None = None
+    http_target: Any | None = None  # the queue-level HttpTarget (raw protobuf), see tasks/override.py
 
 
 # Leaf field path → (attribute of Config, reader from a raw Queue, default when zero).
@@ -82,7 +85,7 @@ _GROUPS = {
     "retry_config": [p for p in _LEAVES if p.startswith("retry_config.")],
 }
 _OUTPUT_ONLY = {"state", "purge_time", "rate_limits.max_burst_size"}
-_UNSUPPORTED = {"http_target", "app_engine_routing_override"}
+_UNSUPPORTED = {"app_engine_routing_override"}
 
 
 def _snake(path: str) -> str:
@@ -138,7 +141,10 @@ def apply_mask(current: Config | None, qpb: Any, mask: list[str]) -> Config:
                         setattr(cfg, attr, read(qpb))
         if qpb.HasField("stackdriver_logging_config"):
             cfg.logging_ratio = qpb.stackdriver_logging_config.sampling_ratio
+        if qpb.HasField("http_target"):
+            cfg.http_target = check_target(qpb.http_target)
     else:
+        target_paths: list[str] = []
         for raw in mask:
             path = _snake(raw)
             if path in _LEAVES:
@@ -149,11 +155,27 @@ def apply_mask(current: Config | None, qpb: Any, mask: list[str]) -> Config:
             elif path in ("stackdriver_logging_config", "stackdriver_logging_config.sampling_ratio"):
                 has = qpb.HasField("stackdriver_logging_config")
                 cfg.logging_ratio = qpb.stackdriver_logging_config.sampling_ratio if has else None
+            elif path == "http_target" or path.startswith("http_target."):
+                target_paths.append(path)
             elif path in _OUTPUT_ONLY or path == "name":
                 continue  # output-only fields are ignored; the name can't change
             elif path in _UNSUPPORTED:
                 raise RpcError(Code.UNIMPLEMENTED, f"the Cloud Tasks emulator does not support {path}")
             else:
                 raise _invalid(f"update_mask has an unknown Queue field path: {raw!r}")
+        if target_paths:
+            cfg.http_target = _merge_target(cfg.http_target, qpb, target_paths)
     _validate_config(cfg)
     return cfg
+
+
+def _merge_target(current: Any | None, qpb: Any, paths: list[str]) -> Any | None:
+    """The queue's ``http_target`` after the ``http_target…`` paths of a mask (gcloud's ``--clear-http-*``
+    sends one sub-path, such as ``http_target.uri_override``, and the others must stay)."""
+    merged = type(qpb)()
+    if current is not None:
+        merged.http_target.CopyFrom(current)
+    merge_masked(paths, qpb, merged)
+    if not merged.HasField("http_target") or not merged.http_target.ListFields():
+        return None
+    return check_target(merged.http_target)

@@ -26,6 +26,7 @@ from common.local.emulators.tasks.model import (
     reserved_header,
     retry_policy,
 )
+from common.local.emulators.tasks.override import apply_target
 
 log = logging.getLogger("tributary.tasks_emulator")
 
@@ -124,12 +125,13 @@ class Delivering:
         oidc = None
         if http.WhichOneof("authorization_header") == "oidc_token":
             oidc = Oidc(http.oidc_token.audience or http.url, http.oidc_token.service_account_email)
+        method, url, headers, oidc = apply_target(q.cfg.http_target, METHODS[http.http_method], http.url, headers, oidc)
         delivery = Delivery(
             queue=q,
             task=task,
             attempt=attempt,
-            method=METHODS[http.http_method],
-            url=http.url,
+            method=method,
+            url=url,
             headers=headers,
             body=http.body,
             deadline=task.dispatch_deadline,

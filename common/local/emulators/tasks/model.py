@@ -99,6 +99,8 @@ class Queue:
             pb.purge_time.CopyFrom(_ts(self.purge_time))
         if c.logging_ratio is not None:
             pb.stackdriver_logging_config.sampling_ratio = c.logging_ratio
+        if c.http_target is not None:
+            pb.http_target.CopyFrom(c.http_target)
         return pb
 
 

@@ -11,14 +11,17 @@ from typing import Any
 import grpc
 from google.cloud import tasks_v2
 
-from common.local.emulators._grpc import unary
+from common.local.emulators._grpc import locations_handler, unary
 from common.local.emulators.kit.admin import AdminServer
 from common.local.emulators.kit.clock import Clock
+from common.local.emulators.kit.locations import DEFAULT_LOCATIONS, Locations
+from common.local.emulators.kit.rest import RestServer
 from common.local.emulators.oidc import LocalSigner
 from common.local.emulators.tasks.admin import serve_admin
 from common.local.emulators.tasks.config import MIN_DISPATCH_DEADLINE
 from common.local.emulators.tasks.delivery import log
 from common.local.emulators.tasks.engine import TasksEngine
+from common.local.emulators.tasks.rest import serve_rest
 
 SERVICE = "google.cloud.tasks.v2.CloudTasks"
 
@@ -30,8 +33,10 @@ def _serialize(message: Any) -> bytes:
 class TasksEmulator:
     """An in-memory Cloud Tasks server on ``host:port`` (0 picks a free port) that dispatches HTTP tasks.
 
-    The keyword arguments are :class:`~common.local.emulators.tasks.engine.TasksEngine`'s; ``admin_port``
-    also serves ``POST /advance`` and ``GET /healthz`` (:mod:`common.local.emulators.tasks.admin`).
+    The keyword arguments are :class:`~common.local.emulators.tasks.engine.TasksEngine`'s; ``rest_port`` also
+    serves the REST API (:mod:`common.local.emulators.tasks.rest`, 0 picks a free port), ``admin_port``
+    ``POST /advance`` and ``GET /healthz`` (:mod:`common.local.emulators.tasks.admin`), and ``locations`` is what
+    ListLocations answers.
     """
 
     def __init__(
@@ -45,10 +50,14 @@ class TasksEmulator:
         duplicate_deliveries: int = 1,
         clock: Clock | datetime | None = None,
         admin_port: int | None = None,
+        rest_port: int | None = None,
+        locations: tuple[str, ...] = DEFAULT_LOCATIONS,
     ) -> None:
         self.host = host
         self.port = port
         self.admin_port = admin_port
+        self.rest_port = rest_port
+        self.locations = Locations(locations)
         self.engine = TasksEngine(
             dedup_window=dedup_window,
             signer=signer,
@@ -58,6 +67,7 @@ class TasksEmulator:
         )
         self._server: grpc.Server | None = None
         self._admin: AdminServer | None = None
+        self._rest: RestServer | None = None
 
     # lifecycle ---------------------------------------------------------------------------------
 
@@ -69,6 +79,11 @@ class TasksEmulator:
     @property
     def admin_address(self) -> str | None:
         return f"{self.host}:{self._admin.port}" if self._admin is not None else None
+
+    @property
+    def rest_url(self) -> str | None:
+        """``http://host:port`` of the REST API (with ``rest_port``, after :meth:`start`)."""
+        return f"http://{self.host}:{self._rest.port}" if self._rest is not None else None
 
     @property
     def signer(self) -> LocalSigner:
@@ -86,7 +101,12 @@ class TasksEmulator:
             futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="tasks-emu-rpc"),
             options=[("grpc.so_reuseport", 0)],
         )
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, self._handlers()),))
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(SERVICE, self._handlers()),
+                locations_handler(self.locations, log=log),
+            )
+        )
         port = server.add_insecure_port(f"{self.host}:{self.port}")
         if not port:
             raise RuntimeError(f"cannot bind {self.host}:{self.port}")
@@ -97,6 +117,9 @@ class TasksEmulator:
         if self.admin_port is not None:
             self._admin = serve_admin(self.engine, self.host, self.admin_port)
             self.admin_port = self._admin.port
+        if self.rest_port is not None:
+            self._rest = serve_rest(self.engine, self.locations, self.host, self.rest_port)
+            self.rest_port = self._rest.port
         log.info("Cloud Tasks emulator listening on %s", self.address)
         return port
 
@@ -109,6 +132,9 @@ class TasksEmulator:
         if self._admin is not None:
             self._admin.stop(max(0.1, deadline - time.monotonic()))
             self._admin = None
+        if self._rest is not None:
+            self._rest.stop(max(0.1, deadline - time.monotonic()))
+            self._rest = None
         server.stop(grace=min(1.0, timeout / 2)).wait(max(0.0, deadline - time.monotonic()))
         self.engine.stop(deadline)
 
