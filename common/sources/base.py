@@ -36,6 +36,7 @@ from common.core.errors import (
 )
 from common.core.paging import OffsetPaginator, PageNumberPaginator, Paginator
 from common.core.schema import Column
+from common.core.source_state import SourceState
 from common.core.warehouse import DEFAULT_RULE, LoadRule
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -127,17 +128,6 @@ class Part(BaseModel):
     partition: str = ""
     #: The incremental cursor this part advances (e.g. a FRED series id); its value is ``watermark()``.
     cursor: str | None = None
-
-
-@dataclass
-class SourceState:
-    """What the status function recorded about the source (``sources/{name}``)."""
-
-    watermark: str | None = None
-    last_success_at: datetime | None = None
-    last_status: str | None = None
-    #: Per-cursor watermarks (see ``Part.cursor``), e.g. the last observation date per series.
-    cursors: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

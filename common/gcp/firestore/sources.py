@@ -8,9 +8,9 @@ from typing import Any
 
 from common.core.events import Event
 from common.core.jobs import Job, JobStatus
+from common.core.source_state import SourceState
 from common.gcp.firestore.query import bounded_call, db
 from common.gcp.names import RUNS, SOURCES
-from common.sources.base import SourceState
 
 
 def source_ref(name: str) -> Any:
