@@ -15,6 +15,7 @@ from google.protobuf import empty_pb2
 from common.local.emulators._grpc import locations_handler, unary
 from common.local.emulators.kit.admin import AdminServer
 from common.local.emulators.kit.clock import Clock
+from common.local.emulators.kit.endpoints import Endpoints
 from common.local.emulators.kit.locations import DEFAULT_LOCATIONS, Locations
 from common.local.emulators.kit.rest import RestServer
 from common.local.emulators.oidc import LocalSigner
@@ -27,7 +28,7 @@ from common.local.emulators.scheduler.rest import serve_rest
 SERVICE = "google.cloud.scheduler.v1.CloudScheduler"
 
 
-class SchedulerEmulator:
+class SchedulerEmulator(Endpoints):
     """An in-process Cloud Scheduler: a gRPC server on ``host:port`` (0 picks a free port) in front of a
     :class:`~common.local.emulators.scheduler.engine.SchedulerEngine` (``signer``, ``clock`` and ``fire`` are
     its), with ``rest_port`` the REST API (:mod:`common.local.emulators.scheduler.rest`, 0 picks a free port), and
@@ -109,30 +110,7 @@ class SchedulerEmulator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    @property
-    def address(self) -> str:
-        """``host:port`` for :func:`common.gcp.clients.scheduler_client_for`."""
-        return f"{self.host}:{self.port}"
-
-    @property
-    def admin_address(self) -> str | None:
-        return f"{self.host}:{self.admin_port}" if self._admin is not None else None
-
-    @property
-    def rest_url(self) -> str | None:
-        """``http://host:port`` of the REST API (with ``rest_port``, after :meth:`start`)."""
-        return f"http://{self.host}:{self._rest.port}" if self._rest is not None else None
-
     # ------------------------------------------------------------------ the engine's time and records
-
-    @property
-    def signer(self) -> LocalSigner:
-        """The OIDC signer (``default_signer()`` on first use when none was given)."""
-        return self.engine.signer
-
-    @property
-    def clock(self) -> Clock:
-        return self.engine.clock
 
     def now(self) -> datetime:
         return self.engine.now()

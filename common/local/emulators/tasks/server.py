@@ -14,6 +14,7 @@ from google.cloud import tasks_v2
 from common.local.emulators._grpc import locations_handler, unary
 from common.local.emulators.kit.admin import AdminServer
 from common.local.emulators.kit.clock import Clock
+from common.local.emulators.kit.endpoints import Endpoints
 from common.local.emulators.kit.locations import DEFAULT_LOCATIONS, Locations
 from common.local.emulators.kit.rest import RestServer
 from common.local.emulators.oidc import LocalSigner
@@ -30,7 +31,7 @@ def _serialize(message: Any) -> bytes:
     return bytes(message.SerializeToString())
 
 
-class TasksEmulator:
+class TasksEmulator(Endpoints):
     """An in-memory Cloud Tasks server on ``host:port`` (0 picks a free port) that dispatches HTTP tasks.
 
     The keyword arguments are :class:`~common.local.emulators.tasks.engine.TasksEngine`'s; ``rest_port`` also
@@ -70,28 +71,6 @@ class TasksEmulator:
         self._rest: RestServer | None = None
 
     # lifecycle ---------------------------------------------------------------------------------
-
-    @property
-    def address(self) -> str:
-        """``host:port`` for :func:`common.gcp.clients.tasks_client_for` (valid after :meth:`start`)."""
-        return f"{self.host}:{self.port}"
-
-    @property
-    def admin_address(self) -> str | None:
-        return f"{self.host}:{self._admin.port}" if self._admin is not None else None
-
-    @property
-    def rest_url(self) -> str | None:
-        """``http://host:port`` of the REST API (with ``rest_port``, after :meth:`start`)."""
-        return f"http://{self.host}:{self._rest.port}" if self._rest is not None else None
-
-    @property
-    def signer(self) -> LocalSigner:
-        return self.engine.signer
-
-    @property
-    def clock(self) -> Clock:
-        return self.engine.clock
 
     def start(self) -> int:
         """Bind, start serving and dispatching; returns the bound port."""
