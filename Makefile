@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 DEPS   := $(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-dev venv-all constraints emulators demo test test-faults test-live lint format bench clean
+.PHONY: help venv venv-dev venv-all constraints emulators system-deps demo test test-faults test-live lint format bench clean
 
 help:
 	@echo "make demo        the local stack on bundled samples, one ingestion per source (offline)"
@@ -37,13 +37,17 @@ emulators: venv
 	@$(BIN)/python -c "from common.local.stack import emulator_commands, DEFAULT_PORTS; emulator_commands('127.0.0.1', DEFAULT_PORTS)" \
 		|| { echo "The Pub/Sub and Firestore emulators are needed (see the message above)."; exit 1; }
 
+# redis-server and chromium for the Celery and console tests (installed when root on Debian, else one line how)
+system-deps:
+	@bin/system-deps
+
 demo: venv emulators
 	$(BIN)/tributary demo
 
-test: venv-all emulators
+test: venv-all emulators system-deps
 	$(BIN)/python -m pytest -m "not live and not faults" $(PYTEST_ARGS)
 
-test-faults: venv-dev emulators
+test-faults: venv-dev emulators system-deps
 	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
 
 test-live: venv-dev
@@ -59,7 +63,7 @@ format: venv-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: venv-all emulators
+bench: venv-all emulators system-deps
 	$(BIN)/python -m tests.bench
 
 clean:
