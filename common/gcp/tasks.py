@@ -10,22 +10,14 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from pydantic import BaseModel
 
+from common.core.tasks import QueueConfig, TaskPayload, task_id
 from common.gcp import names
 from common.gcp.clients import tasks
 from common.settings import settings
-from common.sources.base import Part, QueueConfig, Source
+from common.sources.base import Source
 
-
-class TaskPayload(BaseModel):
-    """The body of an ingest task."""
-
-    job_id: str
-    source: str
-    params: dict[str, Any]
-    #: None for the job's first task (which plans); a part for the tasks a multi-part plan fans out.
-    part: Part | None = None
+__all__ = ["TaskPayload", "enqueue", "enqueue_many", "ensure_queue", "has_task", "queue_path", "task_id", "task_names"]
 
 
 def queue_path(source: str) -> str:
@@ -69,14 +61,6 @@ def ensure_queue(source: type[Source] | Source) -> None:
         tasks().create_queue(parent=names.location_path(), queue=spec)
     except AlreadyExists:
         tasks().update_queue(queue=spec)
-
-
-def task_id(job_id: str, part: Part | None = None) -> str:
-    """Deterministic task id: the job id, plus the part key for fanned-out parts."""
-    if part is None:
-        return job_id
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in part.key)
-    return f"{job_id}--{safe}"[:500]
 
 
 def enqueue(payload: TaskPayload, source: type[Source] | Source, *, schedule_time: datetime | None = None) -> bool:

@@ -37,6 +37,7 @@ from common.core.errors import (
 from common.core.paging import OffsetPaginator, PageNumberPaginator, Paginator
 from common.core.schema import Column
 from common.core.source_state import SourceState
+from common.core.tasks import Part, QueueConfig
 from common.core.warehouse import DEFAULT_RULE, LoadRule
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,20 +82,6 @@ class Schedule:
     time_zone: str = "UTC"
 
 
-@dataclass(frozen=True)
-class QueueConfig:
-    """The source's Cloud Tasks queue settings, matched to the upstream API's published limits."""
-
-    max_dispatches_per_second: float = 1.0
-    max_concurrent_dispatches: int = 2
-    max_attempts: int = 5
-    min_backoff: float = 10.0
-    max_backoff: float = 600.0
-    max_doublings: int = 4
-    #: How long one part may run before Cloud Tasks gives up on it (15 s to 30 min).
-    dispatch_deadline: float = 900.0
-
-
 class Params(BaseModel):
     """Base of every source's params model: unknown fields are rejected, so typos fail loudly, and a boolean
     field takes a JSON boolean only (pydantic's lax mode would also take 0, 1, "yes" or "on").
@@ -113,21 +100,6 @@ class Params(BaseModel):
         if field is not None and field.annotation in BOOL_TYPES and not isinstance(value, bool | None):
             raise ValueError("must be a JSON boolean, true or false")
         return value
-
-
-class Part(BaseModel):
-    """One unit of work of a job. ``key`` is deterministic and names the part's outputs and task."""
-
-    key: str
-    index: int = 0
-    total: int = 1
-    params: dict[str, Any] = {}
-    #: The stream (dataset) this part writes, for sources with several (GDELT: events, mentions, gkg).
-    stream: str = "default"
-    #: Where ``key`` sits in the output tree, e.g. "2019/10/24" (defaults to no sub-folder).
-    partition: str = ""
-    #: The incremental cursor this part advances (e.g. a FRED series id); its value is ``watermark()``.
-    cursor: str | None = None
 
 
 @dataclass
