@@ -26,7 +26,7 @@ from common.core.warehouse import hive_partition
 from common.gcp.firestore import get_job, source_state
 from common.gcp.objects import OutputStore, output_store
 from common.gcp.pubsub import publish
-from common.gcp.secrets import get_secret
+from common.gcp.secrets import get_secret, set_command
 from common.gcp.tasks import TaskPayload, enqueue
 from common.runtime.logs import bind_job
 from common.sources import get_source
@@ -84,7 +84,7 @@ def run_task(payload: TaskPayload, delivery: Delivery, *, store: OutputStore | N
         log.info("job %s: %s; this task does nothing", payload.job_id, stopped)
         return TaskOutcome(body={"job_id": payload.job_id, "skipped": stopped})
     try:
-        secrets = load_secrets(source)
+        secrets = load_secrets(source, job_id=payload.job_id)
         params = source.validate_params(payload.params, trusted=True)  # our queue's payload, planned by us
         with source_context(source, secrets=secrets) as ctx:
             if payload.part is not None:
@@ -256,11 +256,11 @@ def write_parquet(items: Iterable[Any], columns: Any, path: Path) -> tuple[int, 
     return records, skipped
 
 
-def load_secrets(source: Source) -> dict[str, str]:
-    """Every secret the source declares, before any work starts.
+def load_secrets(source: Source, *, job_id: str | None = None) -> dict[str, str]:
+    """Every secret the source declares, before any work starts (read at each task: a secret set meanwhile counts).
 
     Raises:
-        ConfigError: naming the first missing secret.
+        ConfigError: naming the first missing secret, and the commands that set it and run the job again.
     """
     if not source.secrets:
         return {}
@@ -268,9 +268,9 @@ def load_secrets(source: Source) -> dict[str, str]:
     for name in source.secrets:
         value = get_secret(name)
         if not value:
+            again = f", then `tributary jobs retry {job_id}`" if job_id else ""
             raise ConfigError(
-                f"secret {name} is not set (needed by source {source.name}); "
-                f"set it with `tributary secrets set {name} VALUE`"
+                f"secret {name} is not set (needed by source {source.name}); set it with `{set_command(name)}`{again}"
             )
         out[name] = value
     return out
