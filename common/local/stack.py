@@ -317,7 +317,8 @@ class Stack:
         """Topic, dead-letter topic, push subscriptions to the status and load functions, one queue per source."""
         with use_settings(self.settings()):
             host = self.config.host
-            provision(f"http://{host}:{self.ports['status']}", f"http://{host}:{self.ports['load']}")
+            status, load = f"http://{host}:{self.ports['status']}", f"http://{host}:{self.ports['load']}"
+            provision(status, load, self.config.queue_rates)
 
     def _sync_schedules(self) -> None:
         api_url = self.endpoints()["api_url"]

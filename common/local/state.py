@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from common.local.processes import stop_groups
 
@@ -39,6 +40,9 @@ class StackConfig:
     bigquery: bool = False
     #: Extra command-line flags per component, e.g. ``{"tasks": ["--duplicate-deliveries", "3"]}``.
     extra_args: dict[str, list[str]] = field(default_factory=dict)
+    #: "local": queues dispatch fast and retry within seconds (common.local.provisioning.local_queue);
+    #: "declared": each source's production limits.
+    queue_rates: Literal["local", "declared"] = "local"
 
 
 @dataclass

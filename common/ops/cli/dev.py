@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +17,14 @@ from common.local.serve import serve_until_signalled
 from common.local.stack import Stack, StackConfig, StackState, alive, down
 from common.ops.cli.common import DEFAULT_STATE, StateDir, console, fail, out
 
+
+class QueueRate(enum.StrEnum):
+    """How fast the local queues dispatch and retry (common.local.provisioning)."""
+
+    local = "local"
+    declared = "declared"
+
+
 dev_app = typer.Typer(help="The local stack: emulators and functions on 127.0.0.1.", no_args_is_help=True)
 
 
@@ -25,13 +34,18 @@ def dev_up(
     samples: Annotated[bool, typer.Option(help="Serve the project's upstream samples (offline).")] = False,
     replay: Annotated[Path | None, typer.Option(help="Serve recorded responses from this folder.")] = None,
     scheduler: Annotated[bool, typer.Option(help="Run the Cloud Scheduler emulator and sync schedules.")] = True,
+    queue_rates: Annotated[
+        QueueRate,
+        typer.Option(help="local: queues dispatch fast and retry within seconds; declared: production limits."),
+    ] = QueueRate.local,
     state_dir: StateDir = DEFAULT_STATE,
 ) -> None:
     """Start the emulators and every function; block until Ctrl-C (or return with --detach)."""
     replay_dir = replay
     if samples:
         replay_dir = materialize(state_dir / "replay")
-    stack = Stack(StackConfig(state_dir=state_dir, replay_dir=replay_dir, scheduler=scheduler))
+    config = StackConfig(state_dir=state_dir, replay_dir=replay_dir, scheduler=scheduler, queue_rates=queue_rates.value)
+    stack = Stack(config)
     try:
         with console.status("starting the local stack") as status:
             state = stack.up(progress=lambda msg: status.update(msg))
