@@ -38,7 +38,7 @@ def test_local_queues_are_fast_and_keep_the_declared_limits() -> None:
 
 
 def test_every_source_succeeds_with_its_default_params(stack) -> None:
-    s, state = stack
+    _, state = stack
     with httpx.Client(base_url=state.endpoints["api_url"], timeout=30) as api:
         jobs = {}
         for source in all_sources():
