@@ -28,6 +28,8 @@ class StackConfig:
     ports: dict[str, int] = field(default_factory=dict)
     #: Serve these recorded responses and point every source's base URL at them.
     replay_dir: Path | None = None
+    #: Forward to the real upstreams and record their answers here (replayable with ``replay_dir``).
+    record_dir: Path | None = None
     #: Also run the Cloud Scheduler emulator and sync the schedules into it.
     scheduler: bool = True
     #: Extra environment for the functions (e.g. fault injection in tests).

@@ -33,6 +33,9 @@ def dev_up(
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once everything answers.")] = False,
     samples: Annotated[bool, typer.Option(help="Serve the project's upstream samples (offline).")] = False,
     replay: Annotated[Path | None, typer.Option(help="Serve recorded responses from this folder.")] = None,
+    record: Annotated[
+        Path | None, typer.Option(help="Call the real upstreams and record their answers into this folder.")
+    ] = None,
     scheduler: Annotated[bool, typer.Option(help="Run the Cloud Scheduler emulator and sync schedules.")] = True,
     queue_rates: Annotated[
         QueueRate,
@@ -42,9 +45,17 @@ def dev_up(
 ) -> None:
     """Start the emulators and every function; block until Ctrl-C (or return with --detach)."""
     replay_dir = replay
+    if sum((samples, replay is not None, record is not None)) > 1:
+        fail("give one of --samples, --replay DIR and --record DIR")
     if samples:
         replay_dir = materialize(state_dir / "replay")
-    config = StackConfig(state_dir=state_dir, replay_dir=replay_dir, scheduler=scheduler, queue_rates=queue_rates.value)
+    config = StackConfig(
+        state_dir=state_dir,
+        replay_dir=replay_dir,
+        record_dir=record,
+        scheduler=scheduler,
+        queue_rates=queue_rates.value,
+    )
     stack = Stack(config)
     try:
         with console.status("starting the local stack") as status:
