@@ -7,7 +7,7 @@ enqueue for about an hour; beyond that, the job's Firestore document is what ded
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -15,7 +15,9 @@ from common.core.tasks import QueueConfig, TaskPayload, task_id
 from common.gcp import names
 from common.gcp.clients import tasks
 from common.settings import settings
-from common.sources.base import Source
+
+if TYPE_CHECKING:  # pragma: no cover (a type only: the contract loads with a source's module, never at cold start)
+    from common.sources.base import Source
 
 __all__ = ["TaskPayload", "enqueue", "enqueue_many", "ensure_queue", "has_task", "queue_path", "task_id", "task_names"]
 
