@@ -65,3 +65,10 @@ def test_the_contract_still_exports_the_context() -> None:
     from common.sources.context import Context as Moved
 
     assert Context is Moved
+
+
+def test_functions_skip_pydantics_plugin_scan_unless_told_otherwise() -> None:
+    code = "import json, os, functions.api\nprint(json.dumps(os.environ.get('PYDANTIC_DISABLE_PLUGINS')))\n"
+    assert _run(code) == "__all__"
+    explicit = "import os\nos.environ['PYDANTIC_DISABLE_PLUGINS'] = ''\n" + code
+    assert _run(explicit) == ""
