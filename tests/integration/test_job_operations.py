@@ -215,3 +215,22 @@ def test_the_cli_retries_cancels_and_runs_the_queues(api, served_api: str) -> No
     assert cli("queues", "purge", "gdelt").exit_code == 0 and task_names() == []
     unknown = cli("jobs", "retry", "gdelt-nope")
     assert unknown.exit_code == 1 and "404 job_not_found" in unknown.output
+
+
+def test_without_valid_credentials_no_caller_retries_cancels_or_pauses_anything(api, monkeypatch) -> None:
+    from common.runtime.auth import hash_api_key
+
+    job_id = failed_job(api)
+    queued_id = api.post("/v1/jobs", json={**SLOT, "params": {"slot": "20240115121500"}}).get_json()["job_id"]
+    monkeypatch.setenv("TRIBUTARY_API_KEYS", hash_api_key("k-right-0123456789"))  # auth "auto" turns on
+    reset_settings()
+    keyed = create_app("api", str(FUNCTIONS / "api.py")).test_client()
+    for headers in ({}, {"X-API-Key": "k-wrong-0123456789"}):
+        for path in (f"/v1/jobs/{job_id}:retry", f"/v1/jobs/{queued_id}:cancel", "/v1/queues/gdelt:resume",
+                     "/v1/queues/gdelt:purge"):  # fmt: skip
+            r = keyed.post(path, headers=headers)
+            assert r.status_code == 401 and r.get_json()["error"]["code"] in {"missing_credentials", "invalid_api_key"}
+    assert (get_job(job_id).status, get_job(queued_id).status) == ("failed", "queued")
+    assert len(task_names()) == 2, "nothing purged"
+    ok = keyed.post(f"/v1/jobs/{job_id}:retry", headers={"X-API-Key": "k-right-0123456789"})
+    assert ok.status_code == 202 and ok.get_json()["run"] == 2
