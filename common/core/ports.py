@@ -1,15 +1,24 @@
 """The ports the runtime talks to, each with adapters chosen by settings (docs/design.md, "Executors").
 
-Only the dispatch port is written here yet: where an ingest task goes (Cloud Tasks, Celery, the embedded
-executor). An adapter is told the source's :class:`QueueConfig` with each call, so it can honour the
-source's limits without importing the source registry.
+- :class:`Dispatcher`: where an ingest task goes (Cloud Tasks, Celery, the embedded executor);
+- :class:`EventBus`: where job events go (Pub/Sub, or the embedded bus that applies them in process);
+- :class:`StateStore`: jobs with their event markers and parts, source state and runs, batches and dead
+  letters (Firestore, or SQLite).
+
+An adapter is told the source's :class:`QueueConfig` with each call, so it can honour the source's limits
+without importing the source registry. The state port's methods are the calls the runtime made on the
+Firestore repositories, so every adapter keeps one job model, one state machine and one event rule.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+from common.core.events import Event
+from common.core.jobs import Job
+from common.core.source_state import SourceState
 from common.core.tasks import QueueConfig, TaskPayload
 
 
@@ -26,4 +35,102 @@ class Dispatcher(Protocol):
 
     def pending(self, source: str) -> list[str]:
         """The task ids (``task_id``) waiting or running in the source's queue, for the reaper."""
+        ...
+
+
+class EventBus(Protocol):
+    """Carries job events (CloudEvents) from the ingest tasks to the status consumer, at least once."""
+
+    def publish(self, event: Event) -> str:
+        """Publish ``event``; returns a message id once the bus holds it durably.
+
+        Raises:
+            common.core.errors.TransientError: the bus did not accept it (the task is retried).
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class StoredLetter:
+    """An event the status consumer could never read, kept for ``tributary dlq``."""
+
+    id: str
+    reason: str
+    data: bytes
+    received_at: str
+
+
+class StateStore(Protocol):
+    """Jobs, their event markers and parts; sources' positions and runs; batches; dead letters."""
+
+    def create_job(self, job: Job) -> tuple[Job, bool]:
+        """Write ``job`` unless a job with its id exists. Returns the stored job and whether it is new."""
+        ...
+
+    def get_job(self, job_id: str, *, with_progress: bool = True) -> Job | None:
+        """The job (with parts counted while it runs), or None."""
+        ...
+
+    def list_jobs(
+        self, *, source: str | None = None, status: str | None = None, batch_id: str | None = None, limit: int = 50
+    ) -> list[Job]:
+        """The newest jobs first, filtered by source, status and batch."""
+        ...
+
+    def record_event(self, event: Event) -> Job | None:
+        """Apply ``event`` once (its marker); None for an event of a job that was never created."""
+        ...
+
+    def finish_if_complete(self, job_id: str) -> Job | None:
+        """Mark a multi-part job succeeded once every part is stored; idempotent."""
+        ...
+
+    def count_parts(self, job_id: str) -> int:
+        """How many parts of the job have stored their result."""
+        ...
+
+    def part_update_times(self, job_id: str) -> list[datetime]:
+        """When each stored part of the job was written (the reaper's signs of life)."""
+        ...
+
+    def count_by(self, filters: dict[str, str]) -> int:
+        """How many jobs match every ``field == value`` of ``filters``."""
+        ...
+
+    def statuses(self, job_ids: list[str]) -> list[str | None]:
+        """The status of each job, None for an unknown one."""
+        ...
+
+    def source_state(self, name: str) -> SourceState:
+        """What is known of a source, for incremental planning."""
+        ...
+
+    def source_states(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        """Watermark, cursors, last status and last success of each named source."""
+        ...
+
+    def create_batch(self, batch_id: str, doc: dict[str, Any]) -> dict[str, Any] | None:
+        """Write the batch unless it exists: None when written, else the stored document."""
+        ...
+
+    def put_batch(self, batch_id: str, doc: dict[str, Any]) -> None:
+        """Replace the batch document."""
+        ...
+
+    def get_batch(self, batch_id: str) -> dict[str, Any] | None:
+        """The batch document, or None."""
+        ...
+
+    def record_dead_letter(
+        self, message_id: str, raw: bytes, reason: str, attributes: dict[str, str] | None = None
+    ) -> None:
+        """Keep an unreadable event (idempotent per message id)."""
+        ...
+
+    def dead_letters(self, limit: int) -> list[StoredLetter]:
+        """Up to ``limit`` kept events."""
+        ...
+
+    def delete_dead_letter(self, letter_id: str) -> None:
+        """Forget a kept event (it applied)."""
         ...

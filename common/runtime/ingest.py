@@ -21,12 +21,11 @@ import orjson
 from common.core.errors import ConfigError, IngestError, PermanentError, SkippableRecord, TransientError
 from common.core.events import Event, EventData, EventType, PartProgress
 from common.core.schema import arrow_schema
+from common.core.tasks import TaskPayload
 from common.core.warehouse import hive_partition
-from common.gcp.firestore import source_state
 from common.gcp.objects import OutputStore, output_store
-from common.gcp.pubsub import publish
 from common.gcp.secrets import get_secret
-from common.gcp.tasks import TaskPayload, enqueue
+from common.runtime import executors
 from common.runtime.logs import bind_job
 from common.sources import get_source
 from common.sources.base import Context, Part, Source
@@ -99,9 +98,11 @@ def run_task(payload: TaskPayload, delivery: Delivery, *, store: OutputStore | N
                 result = run_part(source, parts[0], ctx, store or output_store())
                 _emit(EventType.succeeded, data, result)
                 return TaskOutcome(body={"job_id": payload.job_id, "records": result.records})
+            dispatch = executors.dispatcher(source.name)
             for part in parts:
-                enqueue(
-                    TaskPayload(job_id=payload.job_id, source=source.name, params=payload.params, part=part), source
+                dispatch.enqueue(
+                    TaskPayload(job_id=payload.job_id, source=source.name, params=payload.params, part=part),
+                    source.queue,
                 )
             return TaskOutcome(body={"job_id": payload.job_id, "parts": total})
     except TransientError as exc:
@@ -113,6 +114,15 @@ def run_task(payload: TaskPayload, delivery: Delivery, *, store: OutputStore | N
     except Exception as exc:  # a bug or an unclassified failure: retry within max_attempts, never forever
         log.exception("job %s: unexpected error", payload.job_id)
         return _transient(TransientError(f"internal error: {type(exc).__name__}: {exc}"), data, delivery)
+
+
+def publish(event: Event) -> str:
+    """Publish a job event on the configured bus (Pub/Sub, or the embedded one).
+
+    Raises:
+        TransientError: the bus did not take it.
+    """
+    return executors.events().publish(event)
 
 
 def _transient(exc: TransientError, data: EventData, delivery: Delivery) -> TaskOutcome:
@@ -266,7 +276,7 @@ def source_context(source: Source, *, secrets: dict[str, str] | None = None) -> 
             http=http,
             base_url=source.base_url(),
             workdir=Path(tmp),
-            state=lambda: source_state(source.name),
+            state=lambda: executors.state().source_state(source.name),
             now=datetime.now(UTC),
             secrets=secrets or {},
         )
