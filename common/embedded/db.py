@@ -49,8 +49,8 @@ CREATE TABLE IF NOT EXISTS dead_events (
     id TEXT PRIMARY KEY, reason TEXT NOT NULL, data BLOB NOT NULL, attributes TEXT NOT NULL, received_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS queues (
-    source TEXT PRIMARY KEY, config TEXT NOT NULL, paused INTEGER NOT NULL DEFAULT 0,
-    next_dispatch REAL NOT NULL DEFAULT 0
+    source TEXT PRIMARY KEY, config TEXT NOT NULL, overrides TEXT NOT NULL DEFAULT '{}',
+    paused INTEGER NOT NULL DEFAULT 0, next_dispatch REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY, source TEXT NOT NULL, job_id TEXT NOT NULL, payload TEXT NOT NULL,

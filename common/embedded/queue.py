@@ -137,10 +137,12 @@ class SqliteDispatcher:
         """
         now = time.time() if now is None else now
         with self.db.write() as c:
-            queues = c.execute("SELECT source, config, next_dispatch FROM queues WHERE paused = 0").fetchall()
+            queues = c.execute(
+                "SELECT source, config, overrides, next_dispatch FROM queues WHERE paused = 0"
+            ).fetchall()
             ready: dict[str, tuple[QueueConfig, float]] = {}
             for q in queues:
-                config = QueueConfig(**orjson.loads(q["config"]))
+                config = QueueConfig(**{**orjson.loads(q["config"]), **orjson.loads(q["overrides"])})
                 if q["next_dispatch"] > now:
                     continue
                 running = c.execute(
@@ -206,6 +208,42 @@ class SqliteDispatcher:
                 "WHERE task_id = ? AND attempt = ?",
                 (time.time() + delay, claim.task_id, claim.attempt),
             )
+
+    def update_queue(self, source: str, **changes: float) -> None:
+        """Change a queue's settings over what its source declares (as ``gcloud tasks queues update`` does for a
+        Cloud Tasks queue): e.g. ``max_dispatches_per_second=50``; later enqueues keep them.
+
+        Raises:
+            TypeError: a change names no :class:`QueueConfig` field.
+        """
+        QueueConfig(**changes)  # names and types checked before anything is written
+        with self.db.write() as c:
+            row = c.execute("SELECT overrides FROM queues WHERE source = ?", (source,)).fetchone()
+            merged = {**(orjson.loads(row["overrides"]) if row else {}), **changes}
+            c.execute(
+                "INSERT INTO queues (source, config, overrides) VALUES (?, ?, ?) "
+                "ON CONFLICT (source) DO UPDATE SET overrides = excluded.overrides",
+                (source, orjson.dumps(asdict(QueueConfig())), orjson.dumps(merged)),
+            )
+
+    def pause(self, source: str, paused: bool = True) -> None:
+        """Stop (or resume) claiming the source's tasks; they wait in their rows."""
+        with self.db.write() as c:
+            c.execute(
+                "INSERT INTO queues (source, config, paused) VALUES (?, ?, ?) "
+                "ON CONFLICT (source) DO UPDATE SET paused = excluded.paused",
+                (source, orjson.dumps(asdict(QueueConfig())), int(paused)),
+            )
+
+    def purge(self, source: str) -> int:
+        """Delete every waiting task of the source (running ones finish); returns how many went."""
+        with self.db.write() as c:
+            return c.execute("DELETE FROM tasks WHERE source = ? AND state = 'queued'", (source,)).rowcount
+
+    def cancel(self, job_id: str) -> int:
+        """Delete the job's waiting tasks (its first task and its parts'); returns how many went."""
+        with self.db.write() as c:
+            return c.execute("DELETE FROM tasks WHERE job_id = ? AND state = 'queued'", (job_id,)).rowcount
 
     def recover(self) -> int:
         """Release the leases of this host's dead processes (a ``kill -9``), so their tasks run again now."""

@@ -236,3 +236,19 @@ def test_the_gcp_profile_imports_no_embedded_adapter() -> None:
         "assert not [m for m in sys.modules if m.startswith('common.embedded')], 'embedded imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_an_operator_can_update_pause_and_purge_a_queue(db: Path) -> None:
+    q = SqliteDispatcher(db)
+    q.enqueue_many([payload("gdelt-a"), payload("gdelt-b")], QUEUE)
+    q.update_queue("gdelt", max_concurrent_dispatches=1, min_backoff=0.1)
+    q.enqueue(payload("gdelt-c"), QUEUE)  # a later enqueue keeps the change
+    first = q.claim()
+    assert first.queue.max_concurrent_dispatches == 1 and first.queue.min_backoff == 0.1 and q.claim() is None
+    q.done(first)
+    q.pause("gdelt")
+    assert q.claim() is None
+    q.pause("gdelt", False)
+    assert q.cancel("gdelt-b") == 1 and q.purge("gdelt") == 1 and q.pending("gdelt") == []
+    with pytest.raises(TypeError):
+        q.update_queue("gdelt", no_such_field=1)
