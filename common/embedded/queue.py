@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -209,7 +210,7 @@ class SqliteDispatcher:
                 (time.time() + delay, claim.task_id, claim.attempt),
             )
 
-    def update_queue(self, source: str, **changes: float) -> None:
+    def update_queue(self, source: str, **changes: Any) -> None:
         """Change a queue's settings over what its source declares (as ``gcloud tasks queues update`` does for a
         Cloud Tasks queue): e.g. ``max_dispatches_per_second=50``; later enqueues keep them.
 

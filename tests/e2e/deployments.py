@@ -234,7 +234,8 @@ class EmbeddedDeployment(Deployment):
         payload = TaskPayload(job_id=job["job_id"], source=job["source"], params=job["params"])
         with database(self.sqlite).write() as c:
             c.execute(
-                "INSERT INTO tasks (task_id, source, job_id, payload, not_before, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO tasks (task_id, source, job_id, payload, not_before, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 (f"{job['job_id']}--again", job["source"], job["job_id"], payload.model_dump_json(), 0, time.time()),
             )
 
