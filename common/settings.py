@@ -136,6 +136,8 @@ class Settings(BaseModel):
     # after it), and worker threads per embedded process.
     embedded_lease: float = Field(30.0, ge=1.0, le=3600.0)
     embedded_workers: int = Field(8, ge=1, le=256)
+    # Whether the embedded bus also runs the load stage for each event (as the load function does on Pub/Sub).
+    embedded_load: bool = True
 
     @field_validator("oidc_allowed_service_accounts", "oidc_audience", "api_keys", mode="before")
     @classmethod

@@ -121,6 +121,14 @@ class StateStore(Protocol):
         """The batch document, or None."""
         ...
 
+    def record_load(self, job_id: str, key: str, report: dict[str, Any]) -> dict[str, Any]:
+        """Store one load report of the job (per part, or ``job``) and set the job's ``load`` to their sum.
+
+        Raises:
+            common.core.errors.TransientError: the job is not recorded yet.
+        """
+        ...
+
     def record_dead_letter(
         self, message_id: str, raw: bytes, reason: str, attributes: dict[str, str] | None = None
     ) -> None:

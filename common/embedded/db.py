@@ -44,6 +44,9 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_finished ON runs (source, finished_at);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (source, status, finished_at);
+CREATE TABLE IF NOT EXISTS loads (
+    job_id TEXT NOT NULL, key TEXT NOT NULL, report TEXT NOT NULL, PRIMARY KEY (job_id, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS batches (batch_id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_events (
     id TEXT PRIMARY KEY, reason TEXT NOT NULL, data BLOB NOT NULL, attributes TEXT NOT NULL, received_at TEXT NOT NULL
@@ -74,6 +77,9 @@ class Database:
         self.path = str(Path(path).resolve())
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        # Threads of one process queue on this lock, which hands over at once; SQLite's own busy handler (for
+        # other processes) polls with sleeps of up to 100 ms, which cost P6 most of its time.
+        self._writer = threading.RLock()
         self.connection().executescript(SCHEMA)  # idempotent: every statement is IF NOT EXISTS
 
     def connection(self) -> sqlite3.Connection:
@@ -96,20 +102,21 @@ class Database:
             TransientError: the file stayed locked past the busy timeout, or could not be written.
         """
         conn = self.connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise TransientError(f"the embedded state {self.path} is busy: {exc}") from exc
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            conn.execute("ROLLBACK")
-            raise TransientError(f"could not commit to {self.path}: {exc}") from exc
+        with self._writer:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise TransientError(f"the embedded state {self.path} is busy: {exc}") from exc
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                conn.execute("ROLLBACK")
+                raise TransientError(f"could not commit to {self.path}: {exc}") from exc
 
     def read(self, sql: str, args: Sequence[object] = ()) -> list[sqlite3.Row]:
         """The rows of one read (outside any transaction: WAL gives it a consistent snapshot)."""

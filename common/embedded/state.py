@@ -17,10 +17,12 @@ from typing import Any
 
 import orjson
 
+from common.core.errors import TransientError
 from common.core.events import Event, EventData, EventType
 from common.core.jobs import Job, JobStatus, Progress, apply_event, is_valid_id, outcome_key
 from common.core.ports import StoredLetter
 from common.core.source_state import SourceState
+from common.core.warehouse import summarize_loads
 from common.embedded.db import Database, database
 
 __all__ = ["SqliteState", "stamp"]
@@ -275,6 +277,27 @@ class SqliteState:
     def get_batch(self, batch_id: str) -> dict[str, Any] | None:
         rows = self.db.read("SELECT doc FROM batches WHERE batch_id = ?", (batch_id,))
         return dict(orjson.loads(rows[0]["doc"])) if rows else None
+
+    # ---- loads --------------------------------------------------------------------------------------
+
+    def record_load(self, job_id: str, key: str, report: dict[str, Any]) -> dict[str, Any]:
+        """Store the report and set the job's ``load`` to the sum of its reports, in one transaction.
+
+        Raises:
+            TransientError: the job is not recorded yet.
+        """
+        with self.db.write() as c:
+            row = c.execute("SELECT doc FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise TransientError(f"job {job_id} is not recorded yet")
+            c.execute("INSERT OR REPLACE INTO loads VALUES (?, ?, ?)", (job_id, key or "job", orjson.dumps(report)))
+            reports = [
+                orjson.loads(r["report"]) for r in c.execute("SELECT report FROM loads WHERE job_id = ?", (job_id,))
+            ]
+            summary = summarize_loads(reports)
+            job = _job(row["doc"]).model_copy(update={"load": summary})
+            c.execute("UPDATE jobs SET doc = ? WHERE job_id = ?", (_dump(job), job_id))
+        return summary
 
     # ---- dead letters -------------------------------------------------------------------------------
 

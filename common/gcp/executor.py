@@ -17,7 +17,7 @@ from common.core.ports import StoredLetter
 from common.core.source_state import SourceState
 from common.core.tasks import QueueConfig, TaskPayload
 from common.gcp import firestore, names, pubsub, tasks
-from common.gcp.firestore import batches, deadletters
+from common.gcp.firestore import batches, deadletters, loads
 from common.gcp.firestore import jobs as jobs_repo
 
 __all__ = ["CloudTasksDispatcher", "FirestoreState", "PubSubBus"]
@@ -120,6 +120,9 @@ class FirestoreState:
 
     def get_batch(self, batch_id: str) -> dict[str, Any] | None:
         return batches.get(batch_id)
+
+    def record_load(self, job_id: str, key: str, report: dict[str, Any]) -> dict[str, Any]:
+        return loads.record_load(job_id, key, report)
 
     def record_dead_letter(
         self, message_id: str, raw: bytes, reason: str, attributes: dict[str, str] | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from common.core.errors import ConfigError
@@ -118,7 +119,27 @@ def events(s: Settings | None = None) -> EventBus:
         ConfigError: the settings name an unknown bus.
     """
     s = s or settings()
-    return _build("events", EVENTS, chosen(s)[1], s, status.apply_bytes)
+    return _build("events", EVENTS, chosen(s)[1], s, consumer(s))
+
+
+def consumer(s: Settings) -> Callable[[bytes, str], Any]:
+    """What an in-process bus delivers each event to: the status rule, then the load stage (as the
+    ``status-push`` and ``load-push`` subscriptions do on Pub/Sub) unless ``TRIBUTARY_EMBEDDED_LOAD`` is off.
+
+    Raises (the returned function):
+        TransientError: the state or the warehouse is unavailable for now (the event is delivered again).
+    """
+
+    def consume(body: bytes, message_id: str) -> Any:
+        job = status.apply_bytes(body, message_id)
+        if job is not None and s.embedded_load:
+            # Imported on first use: the warehouse's modules are no cold-start cost of the api and ingest.
+            from common.runtime import load
+
+            load.handle_bytes(body)
+        return job
+
+    return consume
 
 
 def reset() -> None:

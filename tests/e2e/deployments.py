@@ -129,7 +129,7 @@ class GcpDeployment(Deployment):
             for name in ("min_backoff", "max_backoff"):
                 d = duration_pb2.Duration()
                 d.FromNanoseconds(int(FAST[name] * 1e9))
-                getattr(queue.retry_config, name).CopyFrom(d)
+                setattr(queue.retry_config, name, d)
             queue.retry_config.max_doublings = int(FAST["max_doublings"])
             client.update_queue(queue=queue)
 
