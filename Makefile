@@ -41,7 +41,7 @@ emulators: venv
 system-deps:
 	@bin/system-deps
 
-demo: venv emulators
+demo: venv
 	$(BIN)/tributary demo
 
 test: venv-all emulators system-deps
