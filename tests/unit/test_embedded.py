@@ -252,3 +252,22 @@ def test_an_operator_can_update_pause_and_purge_a_queue(db: Path) -> None:
     assert q.cancel("gdelt-b") == 1 and q.purge("gdelt") == 1 and q.pending("gdelt") == []
     with pytest.raises(TypeError):
         q.update_queue("gdelt", no_such_field=1)
+
+
+def test_dead_letters_are_listed_and_replayed_on_the_embedded_profile(tmp_path: Path) -> None:
+    from common.ops import dlq
+    from common.settings import use_settings
+
+    s = Settings(profile="embedded", sqlite_path=str(tmp_path / "x.sqlite"))
+    with use_settings(s):
+        store = executors.state()
+        store.create_job(Job(job_id="gdelt-x", source="gdelt"))
+        executors.events().publish(Event.make(EventType.started, EventData(job_id="gdelt-x", source="gdelt")))
+        executors.events().publish(Event.make(EventType.started, EventData(job_id="gdelt-x", source="gdelt"), seq="1"))
+        late = ev(EventType.succeeded, 5, records=3)
+        store.record_dead_letter("m1", late.to_bytes(), "kept")
+        store.record_dead_letter("m2", b"not an event", "unreadable")
+        assert [(d.id, d.where) for d in dlq.list_dead()] == [("m1", "sqlite"), ("m2", "sqlite")]
+        outcomes = dict(dlq.replay())
+        assert outcomes["m1"].startswith("applied") and "unreadable" in outcomes["m2"]
+        assert [d.id for d in dlq.list_dead()] == ["m2"] and store.get_job("gdelt-x").status is JobStatus.succeeded
