@@ -78,7 +78,10 @@ def _build(kind: str, registry: dict[str, str], name: str, s: Settings, *args: A
     with _lock:
         if key not in _built:
             if name not in registry:
-                raise ConfigError(f"TRIBUTARY_{kind.upper()}={name!r} is not one of {', '.join(sorted(registry))}")
+                raise ConfigError(
+                    f"no {kind} adapter {name!r} (from TRIBUTARY_PROFILE={s.profile} or TRIBUTARY_{kind.upper()}): "
+                    f"choose one of {', '.join(sorted(registry))}"
+                )
             module, _, factory = registry[name].partition(":")
             _built[key] = getattr(importlib.import_module(module), factory)(s, *args)
         return _built[key]

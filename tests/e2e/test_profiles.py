@@ -83,7 +83,10 @@ def settled(dep: Deployment, job: dict[str, Any]) -> None:
         assert rows_of(dep, job) == SAMPLE_ROWS, "no duplicate records"
     markers = dep.markers(job["job_id"])
     assert markers and all(m.startswith(job["job_id"] + ".") for m in markers)
-    assert len(markers) == len(set(markers))
+    attempts = {int(m.split(".")[-3]) for m in markers}
+    assert max(attempts) <= job["attempt"], "no event of an attempt the job does not count"
+    terminal = [m for m in markers if m.split(".")[-2] in ("succeeded", "failed")]
+    assert f"{job['job_id']}.{job['attempt']}.{job['status']}.0" in terminal, "the deciding event was applied"
 
 
 def test_a_slot_is_ingested_and_the_answers_are_the_same(api: httpx.Client, dep: Deployment) -> None:
