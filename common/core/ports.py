@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from common.core.events import Event
 from common.core.jobs import Job
@@ -36,6 +36,46 @@ class Dispatcher(Protocol):
     def pending(self, source: str) -> list[str]:
         """The task ids (``task_id``) waiting or running in the source's queue, for the reaper."""
         ...
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """A source's queue as an operator sees it."""
+
+    source: str
+    queue: str
+    state: str  # RUNNING, PAUSED, DISABLED, or MISSING (no such queue)
+    max_dispatches_per_second: float = 0.0
+    max_concurrent_dispatches: int = 0
+
+
+QueueAction = Literal["pause", "resume", "purge"]
+
+
+@runtime_checkable
+class QueueControl(Protocol):
+    """What an operator does to a dispatcher's queues (Cloud Tasks and the embedded queue offer it; a
+    dispatcher without it answers the API's queue and cancel calls with ``501``)."""
+
+    def delete_job_tasks(self, job_id: str, source: str) -> int:
+        """Delete the job's tasks still waiting (any run, any part); returns how many went."""
+        ...
+
+    def queue_states(self, sources: list[str]) -> list[QueueState]:
+        """The queue of each source."""
+        ...
+
+    def set_queue_state(self, source: str, action: QueueAction) -> QueueState | None:
+        """Pause, resume or purge the source's queue; None when it has none."""
+        ...
+
+
+class WrongState(Exception):
+    """The job is not in a state the action applies to (the API answers 409)."""
+
+    def __init__(self, job: Job, action: str) -> None:
+        super().__init__(f"job {job.job_id} is {job.status.value}; {action}")
+        self.job = job
 
 
 class EventBus(Protocol):
@@ -85,8 +125,24 @@ class StateStore(Protocol):
         """Mark a multi-part job succeeded once every part is stored; idempotent."""
         ...
 
-    def count_parts(self, job_id: str) -> int:
-        """How many parts of the job have stored their result."""
+    def count_parts(self, job_id: str, run: int = 1) -> int:
+        """How many parts of the job's ``run`` have stored their result."""
+        ...
+
+    def retry_job(self, job_id: str, now: datetime) -> Job | None:
+        """Start a new run of a failed or cancelled job (``common.core.jobs.new_run``); None when unknown.
+
+        Raises:
+            WrongState: the job is queued, running or succeeded.
+        """
+        ...
+
+    def cancel_job(self, job_id: str, now: datetime) -> Job | None:
+        """End the current run of a queued or running job as ``cancelled``; None when unknown.
+
+        Raises:
+            WrongState: the job already ended.
+        """
         ...
 
     def part_update_times(self, job_id: str) -> list[datetime]:

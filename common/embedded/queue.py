@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from common.core.ports import QueueAction, QueueState
 from common.core.tasks import QueueConfig, TaskPayload, task_id
 from common.embedded.db import Database, database
 
@@ -119,7 +120,7 @@ class SqliteDispatcher:
                     (source, orjson.dumps(asdict(queue)), orjson.dumps(asdict(queue))),
                 )
             for p in payloads:
-                row = (task_id(p.job_id, p.part), p.source, p.job_id, p.model_dump_json(), due, now)
+                row = (task_id(p.job_id, p.part, p.run), p.source, p.job_id, p.model_dump_json(), due, now)
                 cur = c.execute(
                     "INSERT OR IGNORE INTO tasks (task_id, source, job_id, payload, not_before, created_at) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
@@ -241,10 +242,42 @@ class SqliteDispatcher:
         with self.db.write() as c:
             return c.execute("DELETE FROM tasks WHERE source = ? AND state = 'queued'", (source,)).rowcount
 
-    def cancel(self, job_id: str) -> int:
-        """Delete the job's waiting tasks (its first task and its parts'); returns how many went."""
+    def delete_job_tasks(self, job_id: str, source: str) -> int:
+        """Delete the job's waiting tasks (any run, any part); a running one finishes, and the next part checks
+        the job first (``common.runtime.ingest``). Returns how many went."""
         with self.db.write() as c:
-            return c.execute("DELETE FROM tasks WHERE job_id = ? AND state = 'queued'", (job_id,)).rowcount
+            return c.execute(
+                "DELETE FROM tasks WHERE job_id = ? AND source = ? AND state = 'queued'", (job_id, source)
+            ).rowcount
+
+    def queue_states(self, sources: list[str]) -> list[QueueState]:
+        """Each source's queue: PAUSED or RUNNING, with its settings once a task was enqueued (a source whose
+        queue was never used is RUNNING, its limits unknown here until its first task)."""
+        out = []
+        for source in sources:
+            rows = self.db.read("SELECT config, overrides, paused FROM queues WHERE source = ?", (source,))
+            if not rows:
+                out.append(QueueState(source, f"embedded/{source}", "RUNNING"))
+                continue
+            config = QueueConfig(**{**orjson.loads(rows[0]["config"]), **orjson.loads(rows[0]["overrides"])})
+            out.append(
+                QueueState(
+                    source,
+                    f"embedded/{source}",
+                    "PAUSED" if rows[0]["paused"] else "RUNNING",
+                    config.max_dispatches_per_second,
+                    config.max_concurrent_dispatches,
+                )
+            )
+        return out
+
+    def set_queue_state(self, source: str, action: QueueAction) -> QueueState | None:
+        """Pause (stop claiming), resume, or purge (delete every waiting task of) the source's queue."""
+        if action == "purge":
+            self.purge(source)
+        else:
+            self.pause(source, action == "pause")
+        return self.queue_states([source])[0]
 
     def recover(self) -> int:
         """Release the leases of this host's dead processes (a ``kill -9``), so their tasks run again now."""

@@ -19,8 +19,8 @@ import orjson
 
 from common.core.errors import TransientError
 from common.core.events import Event, EventData, EventType
-from common.core.jobs import Job, JobStatus, Progress, apply_event, is_valid_id, outcome_key
-from common.core.ports import StoredLetter
+from common.core.jobs import Job, JobStatus, Progress, apply_event, cancel_event, is_valid_id, new_run, outcome_key
+from common.core.ports import StoredLetter, WrongState
 from common.core.source_state import SourceState
 from common.core.warehouse import summarize_loads
 from common.embedded.db import Database, database
@@ -78,7 +78,7 @@ class SqliteState:
             return None
         job = _job(rows[0]["doc"])
         if with_progress and job.progress and job.progress.total > 1 and not job.status.terminal:
-            job.progress = Progress(done=self.count_parts(job_id), total=job.progress.total)
+            job.progress = Progress(done=self.count_parts(job_id, job.run), total=job.progress.total)
         return job
 
     def list_jobs(
@@ -108,8 +108,15 @@ class SqliteState:
                 found[r["job_id"]] = r["status"]
         return [found.get(j) for j in job_ids]
 
-    def count_parts(self, job_id: str) -> int:
-        return int(self.db.read("SELECT count(*) AS n FROM parts WHERE job_id = ?", (job_id,))[0]["n"])
+    @staticmethod
+    def _of_run(run: int) -> str:
+        """The parts of a run: a retry's parts overwrite the same rows, and carry their run (run 1's may not)."""
+        return "" if run <= 1 else " AND json_extract(doc, '$.run') = ?"
+
+    def count_parts(self, job_id: str, run: int = 1) -> int:
+        args: list[object] = [job_id] + ([run] if run > 1 else [])
+        sql = f"SELECT count(*) AS n FROM parts WHERE job_id = ?{self._of_run(run)}"
+        return int(self.db.read(sql, args)[0]["n"])
 
     def part_update_times(self, job_id: str) -> list[datetime]:
         rows = self.db.read("SELECT updated_at FROM parts WHERE job_id = ?", (job_id,))
@@ -131,6 +138,8 @@ class SqliteState:
             job = _job(row["doc"])
             if job.source != data.source:
                 return None
+            if data.run != job.run:
+                return job  # a late event of a run a retry replaced: no marker, nothing changes
             marker = (data.job_id, event.id, event.type.value, stamp(event.time))
             if c.execute("INSERT OR IGNORE INTO job_events VALUES (?, ?, ?, ?)", marker).rowcount == 0:
                 return job  # applied before
@@ -185,9 +194,11 @@ class SqliteState:
 
     def _finish(self, c: sqlite3.Connection, job: Job) -> Job:
         """Succeed a multi-part job whose parts have all landed (a success beats a failure); else ``job``."""
-        if job.status is JobStatus.succeeded or not job.progress:
+        if job.status in (JobStatus.succeeded, JobStatus.cancelled) or not job.progress:
             return job
-        parts = [orjson.loads(r["doc"]) for r in c.execute("SELECT doc FROM parts WHERE job_id = ?", (job.job_id,))]
+        args: list[object] = [job.job_id] + ([job.run] if job.run > 1 else [])
+        sql = f"SELECT doc FROM parts WHERE job_id = ?{self._of_run(job.run)}"
+        parts = [orjson.loads(r["doc"]) for r in c.execute(sql, args)]
         if len(parts) < job.progress.total:
             return job
         watermarks = [p["watermark"] for p in parts if p.get("watermark")]
@@ -200,6 +211,7 @@ class SqliteState:
             EventData(
                 job_id=job.job_id,
                 source=job.source,
+                run=job.run,
                 attempt=max((p.get("attempt", 1) for p in parts), default=1),
                 records=sum(p.get("records", 0) for p in parts),
                 bytes=sum(p.get("bytes", 0) for p in parts),
@@ -219,6 +231,46 @@ class SqliteState:
         with self.db.write() as c:
             row = c.execute("SELECT doc FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
             return None if row is None else self._finish(c, _job(row["doc"]))
+
+    # ---- operator actions ---------------------------------------------------------------------------
+
+    def retry_job(self, job_id: str, now: datetime) -> Job | None:
+        """Start a new run of a failed or cancelled job, in one transaction.
+
+        Raises:
+            WrongState: the job is queued, running or succeeded.
+        """
+        with self.db.write() as c:
+            row = c.execute("SELECT doc FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            job = _job(row["doc"])
+            if not job.status.retryable:
+                raise WrongState(job, "only a failed or cancelled job can be retried")
+            new = new_run(job, now)
+            c.execute("UPDATE jobs SET status = ?, doc = ? WHERE job_id = ?", (new.status.value, _dump(new), job_id))
+        return new
+
+    def cancel_job(self, job_id: str, now: datetime) -> Job | None:
+        """End the job's current run as ``cancelled`` (an event applied like any other), in one transaction.
+
+        Raises:
+            WrongState: the job already ended.
+        """
+        with self.db.write() as c:
+            row = c.execute("SELECT doc FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            job = _job(row["doc"])
+            if job.status.terminal:
+                raise WrongState(job, "only a queued or running job can be cancelled")
+            event = cancel_event(job, now)
+            c.execute(
+                "INSERT OR IGNORE INTO job_events VALUES (?, ?, ?, ?)", (job_id, event.id, "cancelled", stamp(now))
+            )
+            new = apply_event(job, event) or job
+            self._store(c, job, new, event)
+        return new
 
     # ---- sources ------------------------------------------------------------------------------------
 

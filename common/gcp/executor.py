@@ -13,11 +13,11 @@ from typing import Any, cast
 
 from common.core.events import Event
 from common.core.jobs import Job
-from common.core.ports import StoredLetter
+from common.core.ports import QueueAction, QueueState, StoredLetter
 from common.core.source_state import SourceState
 from common.core.tasks import QueueConfig, TaskPayload
 from common.gcp import firestore, names, pubsub, tasks
-from common.gcp.firestore import batches, deadletters, loads
+from common.gcp.firestore import batches, deadletters, loads, runs
 from common.gcp.firestore import jobs as jobs_repo
 
 __all__ = ["CloudTasksDispatcher", "FirestoreState", "PubSubBus"]
@@ -50,6 +50,30 @@ class CloudTasksDispatcher:
         if not payloads:
             return 0, 0
         return tasks.enqueue_many(payloads, _target(payloads[0].source, queue))
+
+    def delete_job_tasks(self, job_id: str, source: str) -> int:
+        """Delete the job's tasks still in its queue.
+
+        Raises:
+            google.api_core.exceptions.GoogleAPICallError: the queue could not be listed or refused.
+        """
+        return tasks.delete_job_tasks(job_id, _target(source, QueueConfig()))
+
+    def queue_states(self, sources: list[str]) -> list[QueueState]:
+        """One ``GetQueue`` per source.
+
+        Raises:
+            google.api_core.exceptions.GoogleAPICallError: Cloud Tasks could not answer.
+        """
+        return tasks.queue_states(sources)
+
+    def set_queue_state(self, source: str, action: QueueAction) -> QueueState | None:
+        """Cloud Tasks' own pause, resume and purge.
+
+        Raises:
+            google.api_core.exceptions.GoogleAPICallError: Cloud Tasks refused.
+        """
+        return tasks.set_queue_state(source, action)
 
     def pending(self, source: str) -> list[str]:
         """The ids of the tasks in the source's queue."""
@@ -94,8 +118,14 @@ class FirestoreState:
     def finish_if_complete(self, job_id: str) -> Job | None:
         return jobs_repo.finish_if_complete(job_id)
 
-    def count_parts(self, job_id: str) -> int:
-        return jobs_repo.count_parts(job_id)
+    def count_parts(self, job_id: str, run: int = 1) -> int:
+        return jobs_repo.count_parts(job_id, run)
+
+    def retry_job(self, job_id: str, now: datetime) -> Job | None:
+        return runs.retry_job(job_id, now)
+
+    def cancel_job(self, job_id: str, now: datetime) -> Job | None:
+        return runs.cancel_job(job_id, now)
 
     def part_update_times(self, job_id: str) -> list[datetime]:
         return jobs_repo.part_update_times(job_id)

@@ -16,11 +16,22 @@ from collections.abc import Callable
 from typing import Any
 
 from common.core.errors import ConfigError
-from common.core.ports import Dispatcher, EventBus, StateStore
+from common.core.ports import Dispatcher, EventBus, QueueControl, StateStore
 from common.runtime import status  # the consumer of an in-process bus (it imports this module too)
 from common.settings import Settings, settings
 
-__all__ = ["DISPATCHERS", "EVENTS", "PROFILES", "STATES", "chosen", "dispatcher", "events", "routes", "state"]
+__all__ = [
+    "DISPATCHERS",
+    "EVENTS",
+    "PROFILES",
+    "STATES",
+    "chosen",
+    "dispatcher",
+    "events",
+    "queue_control",
+    "routes",
+    "state",
+]
 
 #: Dispatch adapters: where a task goes. Factories take the settings.
 DISPATCHERS: dict[str, str] = {
@@ -103,6 +114,16 @@ def dispatchers(s: Settings | None = None) -> dict[str, Dispatcher]:
     s = s or settings()
     names = {chosen(s)[0], *routes(s).values()}
     return {n: _build("dispatch", DISPATCHERS, n, s) for n in sorted(names)}
+
+
+def queue_control(source: str, s: Settings | None = None) -> QueueControl | None:
+    """The source's dispatcher as an operator's queue control, or None when it offers none.
+
+    Raises:
+        ConfigError: the settings name an unknown dispatcher.
+    """
+    found = dispatcher(source, s)
+    return found if isinstance(found, QueueControl) else None
 
 
 def state(s: Settings | None = None) -> StateStore:

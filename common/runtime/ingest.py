@@ -20,6 +20,7 @@ import orjson
 
 from common.core.errors import ConfigError, IngestError, PermanentError, SkippableRecord, TransientError
 from common.core.events import Event, EventData, EventType, PartProgress
+from common.core.jobs import JobStatus
 from common.core.schema import arrow_schema
 from common.core.tasks import TaskPayload
 from common.core.warehouse import hive_partition
@@ -76,8 +77,11 @@ class TaskOutcome:
 def run_task(payload: TaskPayload, delivery: Delivery, *, store: OutputStore | None = None) -> TaskOutcome:
     """Run one delivery of an ingest task and publish what happened. Never raises for ingestion errors."""
     source = get_source(payload.source)
-    data = EventData(job_id=payload.job_id, source=source.name, attempt=delivery.attempt)
+    data = EventData(job_id=payload.job_id, source=source.name, attempt=delivery.attempt, run=payload.run)
     bind_job(job_id=payload.job_id, source=source.name, attempt=delivery.attempt)
+    if (stopped := stopped_because(payload)) is not None:
+        log.info("job %s: %s; this task does nothing", payload.job_id, stopped)
+        return TaskOutcome(body={"job_id": payload.job_id, "skipped": stopped})
     try:
         secrets = load_secrets(source)
         params = source.validate_params(payload.params, trusted=True)  # our queue's payload, planned by us
@@ -100,10 +104,10 @@ def run_task(payload: TaskPayload, delivery: Delivery, *, store: OutputStore | N
                 return TaskOutcome(body={"job_id": payload.job_id, "records": result.records})
             dispatch = executors.dispatcher(source.name)
             for part in parts:
-                dispatch.enqueue(
-                    TaskPayload(job_id=payload.job_id, source=source.name, params=payload.params, part=part),
-                    source.queue,
+                part_task = TaskPayload(
+                    job_id=payload.job_id, source=source.name, params=payload.params, part=part, run=payload.run
                 )
+                dispatch.enqueue(part_task, source.queue)
             return TaskOutcome(body={"job_id": payload.job_id, "parts": total})
     except TransientError as exc:
         return _transient(exc, data, delivery)
@@ -123,6 +127,25 @@ def publish(event: Event) -> str:
         TransientError: the bus did not take it.
     """
     return executors.events().publish(event)
+
+
+def stopped_because(payload: TaskPayload) -> str | None:
+    """Why this task must not run (its job's run was cancelled, or a retry replaced it), else None: the part
+    boundary where a cancel takes effect. A job that is not found runs as before (its events are then ignored);
+    Firestore failing to answer lets the task run: a cancel still wins over its outcome (``apply_event``).
+    """
+    try:
+        job = executors.state().get_job(payload.job_id, with_progress=False)
+    except Exception as exc:  # the check is a saving, not a guard: correctness rests on the state machine
+        log.warning("job %s: could not read the job before running (%s); running", payload.job_id, exc)
+        return None
+    if job is None:
+        return None
+    if job.run != payload.run:
+        return f"run {payload.run} was replaced by run {job.run} (a retry)"
+    if job.status is JobStatus.cancelled:
+        return f"run {job.run} was cancelled"
+    return None
 
 
 def _transient(exc: TransientError, data: EventData, delivery: Delivery) -> TaskOutcome:

@@ -249,7 +249,8 @@ def test_an_operator_can_update_pause_and_purge_a_queue(db: Path) -> None:
     q.pause("gdelt")
     assert q.claim() is None
     q.pause("gdelt", False)
-    assert q.cancel("gdelt-b") == 1 and q.purge("gdelt") == 1 and q.pending("gdelt") == []
+    assert q.delete_job_tasks("gdelt-b", "gdelt") == 1 and q.purge("gdelt") == 1 and q.pending("gdelt") == []
+    assert q.set_queue_state("gdelt", "pause").state == "PAUSED"
     with pytest.raises(TypeError):
         q.update_queue("gdelt", no_such_field=1)
 
