@@ -41,7 +41,7 @@ emulators: venv
 system-deps:
 	@bin/system-deps
 
-demo: venv emulators
+demo: venv # the emulated stack when the emulators are installed, else the embedded profile (tributary demo says which)
 	$(BIN)/tributary demo
 
 test: venv-all emulators system-deps

@@ -123,6 +123,26 @@ class Settings(BaseModel):
     # A BigQuery REST endpoint standing in for Google's (the local stack's BigQuery emulator); empty: Google's.
     bigquery_emulator_host: str | None = None
 
+    # The executor (docs/design.md, "Executors"): a profile picks the dispatch, events and state adapters
+    # together; "gcp" is Cloud Tasks + Pub/Sub + Firestore, "embedded" one process with SQLite, "celery"
+    # Celery dispatch with embedded events and SQLite state. Each port can be set on its own (empty: the
+    # profile's): dispatch "cloudtasks" | "celery" | "embedded", events "pubsub" | "embedded", state
+    # "firestore" | "sqlite" (common.runtime.executors).
+    profile: Literal["gcp", "embedded", "celery"] = "gcp"
+    dispatch: str = ""
+    events: str = ""
+    state: str = ""
+    # Per-source dispatchers, "source=dispatcher" separated by commas ("fred=celery,gdelt=embedded").
+    dispatch_routes: str = ""
+    # The SQLite file of the embedded state, queue and event outbox.
+    sqlite_path: str = ".tributary/tributary.sqlite"
+    # Seconds an embedded worker's claim on a task lasts without renewal (a killed worker's task runs again
+    # after it), and worker threads per embedded process.
+    embedded_lease: float = Field(30.0, ge=1.0, le=3600.0)
+    embedded_workers: int = Field(8, ge=1, le=256)
+    # Whether the embedded bus also runs the load stage for each event (as the load function does on Pub/Sub).
+    embedded_load: bool = True
+
     @field_validator("oidc_allowed_service_accounts", "oidc_audience", "api_keys", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:

@@ -228,3 +228,18 @@ class LoadReport:
         if self.error:
             out["error"] = self.error
         return out
+
+
+def summarize_loads(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One job's ``load``: failed if any report failed; rows and bytes summed; every table's outcome."""
+    failed = [r for r in reports if r.get("status") == "failed"]
+    summary: dict[str, Any] = {
+        "status": "failed" if failed else "loaded",
+        "warehouse": next((r.get("warehouse") for r in reports if r.get("warehouse")), ""),
+        "rows": sum(int(r.get("rows", 0)) for r in reports),
+        "bytes": sum(int(r.get("bytes", 0)) for r in reports),
+        "tables": sorted((t for r in reports for t in r.get("tables", [])), key=lambda t: t.get("output", "")),
+    }
+    if failed:
+        summary["error"] = failed[0].get("error", "")
+    return summary

@@ -6,12 +6,12 @@ enqueue for about an hour; beyond that, the job's Firestore document is what ded
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from common.core.ports import QueueAction, QueueState
 from common.core.tasks import QueueConfig, TaskPayload, task_id
 from common.gcp import names
 from common.gcp.clients import tasks
@@ -172,17 +172,6 @@ def delete_job_tasks(job_id: str, source: type[Source] | Source) -> int:
     return deleted
 
 
-@dataclass(frozen=True)
-class QueueState:
-    """A source's queue as an operator sees it."""
-
-    source: str
-    queue: str
-    state: str  # RUNNING, PAUSED, DISABLED, or MISSING (no such queue)
-    max_dispatches_per_second: float = 0.0
-    max_concurrent_dispatches: int = 0
-
-
 def _state(source: str, queue: Any) -> QueueState:
     rate = queue.rate_limits
     return QueueState(
@@ -210,9 +199,6 @@ def queue_states(sources: list[str]) -> list[QueueState]:
         except NotFound:
             out.append(QueueState(source, queue_path(source), "MISSING"))
     return out
-
-
-QueueAction = Literal["pause", "resume", "purge"]
 
 
 def set_queue_state(source: str, action: QueueAction) -> QueueState | None:

@@ -1,7 +1,8 @@
 """Dead letters: status events that could not be applied, for an operator to inspect and re-apply.
 
 Two places hold them:
-- ``dead_events/{message_id}`` in Firestore (``common.gcp.firestore.deadletters``): events the status
+- ``dead_events/{message_id}`` in Firestore (``common.gcp.firestore.deadletters``; the ``dead_events`` table
+  on the embedded profile): events the status
   function could never read (bad JSON, unknown schema). It records them and acks, so Pub/Sub does not
   redeliver them forever.
 - the dead-letter topic (``<topic>-dead``): events that kept failing transiently until Pub/Sub's
@@ -20,9 +21,8 @@ from typing import Any
 from common.core.events import Event
 from common.gcp import names
 from common.gcp.clients import subscriber
-from common.gcp.firestore import deadletters
 from common.gcp.firestore.deadletters import record
-from common.gcp.firestore.jobs import record_event
+from common.runtime import executors
 
 #: ``record`` moved to ``common.gcp.firestore.deadletters`` (the status function writes dead letters).
 __all__ = ["DeadLetter", "list_dead", "record", "replay"]
@@ -48,10 +48,12 @@ class DeadLetter:
         }
 
 
-def _firestore_letters(limit: int) -> list[DeadLetter]:
+def _stored_letters(limit: int) -> list[DeadLetter]:
+    """The dead letters kept by the state (Firestore's ``dead_events``, or SQLite's on the embedded profile)."""
+    where = executors.chosen()[2]
     return [
-        DeadLetter(id=d.id, where="firestore", reason=d.reason, data=d.data, received_at=d.received_at)
-        for d in deadletters.stored(limit)
+        DeadLetter(id=d.id, where=where, reason=d.reason, data=d.data, received_at=d.received_at)
+        for d in executors.state().dead_letters(limit)
     ]
 
 
@@ -59,6 +61,8 @@ def _pull(limit: int) -> list[DeadLetter]:
     """Messages of the dead-letter subscription, leased to this caller (ack or hand back with :func:`_release`)."""
     from google.api_core.exceptions import NotFound
 
+    if executors.chosen()[1] != "pubsub":  # an in-process bus keeps what it cannot apply as stored letters
+        return []
     try:
         request = {"subscription": names.dead_subscription_path(), "max_messages": limit}
         response = subscriber().pull(request=request, timeout=10)
@@ -94,7 +98,7 @@ def list_dead(*, limit: int = 100) -> list[DeadLetter]:
     """Dead letters from Firestore and the dead-letter subscription (read-only: messages are handed back)."""
     leased = _pull(limit)
     _release(leased, ack=False)
-    return _firestore_letters(limit) + leased
+    return _stored_letters(limit) + leased
 
 
 def replay(ids: set[str] | None = None) -> list[tuple[str, str]]:
@@ -106,7 +110,7 @@ def replay(ids: set[str] | None = None) -> list[tuple[str, str]]:
     applied: list[DeadLetter] = []
     leased = _pull(1000)
     try:
-        for letter in _firestore_letters(1000) + leased:
+        for letter in _stored_letters(1000) + leased:
             if ids is not None and letter.id not in ids:
                 continue
             try:
@@ -114,10 +118,10 @@ def replay(ids: set[str] | None = None) -> list[tuple[str, str]]:
             except ValueError as exc:
                 results.append((letter.id, f"still unreadable: {exc}"))
                 continue
-            job = record_event(event)
+            job = executors.state().record_event(event)
             results.append((letter.id, f"applied: job {event.data.job_id} is {job.status.value if job else '?'}"))
-            if letter.where == "firestore":
-                deadletters.delete(letter.id)
+            if letter.where != "pubsub":
+                executors.state().delete_dead_letter(letter.id)
             else:
                 applied.append(letter)
     finally:

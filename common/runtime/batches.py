@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from common.core.batches import Batch, batch_id_for, overall, parse_bound
 from common.core.jobs import Job, JobStatus, is_valid_id, job_id_for
-from common.gcp.firestore import batches as batches_repo
-from common.gcp.firestore import jobs as jobs_repo
-from common.gcp.tasks import TaskPayload, enqueue_many
+from common.core.tasks import TaskPayload
+from common.runtime import executors
 from common.runtime.context import source_context
 
 if TYPE_CHECKING:  # pragma: no cover (a type only: the contract loads with a source's module, never at cold start)
@@ -82,7 +81,7 @@ def create_jobs(batch: Batch, source: Source, unique: list[Job]) -> Batch:
             ``queued``; submitting the batch again enqueues them).
     """
     with ThreadPoolExecutor(max_workers=CREATE_CONCURRENCY, thread_name_prefix="create-job") as pool:
-        results = list(pool.map(jobs_repo.create_job, unique))
+        results = list(pool.map(executors.state().create_job, unique))
     batch.total = len(unique)
     batch.created = sum(1 for _, new in results if new)
     batch.reused_ids = [job.job_id for job, new in results if not new and job.batch_id != batch.batch_id]
@@ -93,7 +92,7 @@ def create_jobs(batch: Batch, source: Source, unique: list[Job]) -> Batch:
         for j, _ in results
         if j.status is JobStatus.queued
     ]
-    created, duplicates = enqueue_many(queued, source)
+    created, duplicates = executors.dispatcher(source.name).enqueue_many(queued, source.queue)
     log.info(
         "batch %s: %d jobs (%d new, %d reused); %d tasks enqueued, %d already queued",
         batch.batch_id,
@@ -108,12 +107,12 @@ def create_jobs(batch: Batch, source: Source, unique: list[Job]) -> Batch:
 
 def save(batch: Batch) -> Batch:
     """Write the batch document unless it exists; returns the stored batch."""
-    stored = batches_repo.create(batch.batch_id, batch.model_dump(mode="json"))
+    stored = executors.state().create_batch(batch.batch_id, batch.model_dump(mode="json"))
     if stored is None:
         return batch
     existing = Batch.model_validate(stored)
     if batch.total > existing.total:  # a resubmission that planned more (e.g. new slots published since)
-        batches_repo.put(batch.batch_id, batch.model_dump(mode="json"))
+        executors.state().put_batch(batch.batch_id, batch.model_dump(mode="json"))
         return batch
     return existing
 
@@ -121,15 +120,16 @@ def save(batch: Batch) -> Batch:
 def load(batch_id: str) -> Batch | None:
     if not is_valid_id(batch_id):
         return None
-    stored = batches_repo.get(batch_id)
+    stored = executors.state().get_batch(batch_id)
     return Batch.model_validate(stored) if stored is not None else None
 
 
 def counts(batch_id: str, reused_ids: list[str] | None = None) -> dict[str, int]:
     """Jobs of the batch by status: its own by aggregation queries (nothing read document by document),
     plus the jobs it reused from earlier triggers, read in one batched call."""
-    out = {status.value: jobs_repo.count_by({"batch_id": batch_id, "status": status.value}) for status in JobStatus}
-    for value in jobs_repo.statuses(reused_ids) if reused_ids else ():
+    store = executors.state()
+    out = {status.value: store.count_by({"batch_id": batch_id, "status": status.value}) for status in JobStatus}
+    for value in store.statuses(reused_ids) if reused_ids else ():
         if value in out:
             out[value] += 1
     return out

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common.gcp.firestore import source_state
+from common.runtime import executors
 from common.sources.context import Context
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,7 +25,7 @@ __all__ = ["source_context"]
 @contextlib.contextmanager
 def source_context(source: Source, *, secrets: dict[str, str] | None = None) -> Iterator[Context]:
     """What ``plan``, ``fetch`` and ``backfill`` get: the shared HTTP client (with the source's rate),
-    the base URL, the recorded state (read from Firestore when first used), a scratch folder removed
+    the base URL, the recorded state (read from the state store when first used), a scratch folder removed
     afterwards, the time, the secrets."""
     # Imported on first use: the HTTP client's libraries (httpx, limits, tenacity) are cold-start cost for the
     # api and status functions, which never fetch (tests/sources/test_contract.py holds this).
@@ -36,7 +36,7 @@ def source_context(source: Source, *, secrets: dict[str, str] | None = None) -> 
             http=http,
             base_url=source.base_url(),
             workdir=Path(tmp),
-            state=lambda: source_state(source.name),
+            state=lambda: executors.state().source_state(source.name),
             now=datetime.now(UTC),
             secrets=secrets or {},
         )

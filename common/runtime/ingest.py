@@ -20,12 +20,11 @@ from common.core.errors import ConfigError, IngestError, PermanentError, Skippab
 from common.core.events import Event, EventData, EventType, PartProgress
 from common.core.jobs import JobStatus
 from common.core.schema import arrow_schema
+from common.core.tasks import TaskPayload
 from common.core.warehouse import hive_partition
-from common.gcp.firestore import get_job
 from common.gcp.objects import OutputStore, output_store
-from common.gcp.pubsub import publish
 from common.gcp.secrets import get_secret, set_command
-from common.gcp.tasks import TaskPayload, enqueue
+from common.runtime import executors
 from common.runtime.context import source_context
 from common.runtime.logs import bind_job
 from common.sources import get_source
@@ -102,11 +101,12 @@ def run_task(payload: TaskPayload, delivery: Delivery, *, store: OutputStore | N
                 result = run_part(source, parts[0], ctx, store or output_store())
                 _emit(EventType.succeeded, data, result)
                 return TaskOutcome(body={"job_id": payload.job_id, "records": result.records})
+            dispatch = executors.dispatcher(source.name)
             for part in parts:
                 part_task = TaskPayload(
                     job_id=payload.job_id, source=source.name, params=payload.params, part=part, run=payload.run
                 )
-                enqueue(part_task, source)
+                dispatch.enqueue(part_task, source.queue)
             return TaskOutcome(body={"job_id": payload.job_id, "parts": total})
     except TransientError as exc:
         return _transient(exc, data, delivery)
@@ -119,13 +119,22 @@ def run_task(payload: TaskPayload, delivery: Delivery, *, store: OutputStore | N
         return _transient(TransientError(f"internal error: {type(exc).__name__}: {exc}"), data, delivery)
 
 
+def publish(event: Event) -> str:
+    """Publish a job event on the configured bus (Pub/Sub, or the embedded one).
+
+    Raises:
+        TransientError: the bus did not take it.
+    """
+    return executors.events().publish(event)
+
+
 def stopped_because(payload: TaskPayload) -> str | None:
     """Why this task must not run (its job's run was cancelled, or a retry replaced it), else None: the part
     boundary where a cancel takes effect. A job that is not found runs as before (its events are then ignored);
     Firestore failing to answer lets the task run: a cancel still wins over its outcome (``apply_event``).
     """
     try:
-        job = get_job(payload.job_id, with_progress=False)
+        job = executors.state().get_job(payload.job_id, with_progress=False)
     except Exception as exc:  # the check is a saving, not a guard: correctness rests on the state machine
         log.warning("job %s: could not read the job before running (%s); running", payload.job_id, exc)
         return None

@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from common.core.errors import PermanentError
+from common.core.errors import PermanentError, TransientError
 from common.core.events import Event, EventType
 from common.core.warehouse import LoadReport, Warehouse, load_id, parse_output
 from common.gcp.bigquery import BigQueryWarehouse
 from common.gcp.firestore import deadletters
-from common.gcp.firestore.loads import record_load
+from common.runtime import executors
 from common.runtime.embedded import DuckDBWarehouse
 from common.runtime.status import PoisonEvent, decode_pubsub
 from common.settings import Settings, settings
@@ -83,7 +83,7 @@ def handle_event(event: Event, wh: Warehouse | None = None) -> dict[str, Any] | 
     except PermanentError as exc:
         log.error("job %s: load failed: %s", event.data.job_id, exc.message)
         report = LoadReport(status="failed", warehouse=wh.name, error=exc.message)
-    return record_load(event.data.job_id, event.data.part or "job", report.to_dict())
+    return executors.state().record_load(event.data.job_id, event.data.part or "job", report.to_dict())
 
 
 def handle_pubsub(data: Any, wh: Warehouse | None = None) -> dict[str, Any] | None:
@@ -99,3 +99,23 @@ def handle_pubsub(data: Any, wh: Warehouse | None = None) -> dict[str, Any] | No
         deadletters.record(exc.message_id, exc.raw, f"load: {exc}", exc.attributes)
         return None
     return handle_event(event, wh)
+
+
+def handle_bytes(body: bytes, wh: Warehouse | None = None) -> dict[str, Any] | None:
+    """Load what one CloudEvent's bytes carry (the in-process bus's delivery); an unreadable event is the
+    status rule's to keep, and a failure other than a transient one is logged, not raised.
+
+    Raises:
+        TransientError: the warehouse or the state is unavailable for now (the event is delivered again).
+    """
+    try:
+        event = Event.from_bytes(body)
+    except ValueError:
+        return None
+    try:
+        return handle_event(event, wh)
+    except TransientError:
+        raise
+    except Exception:  # the job's outcome stands; its load is for an operator to see in the log
+        log.exception("job %s: load failed", event.data.job_id)
+        return None

@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 
 from common.core.events import Event, EventData, EventType
 from common.core.jobs import Job, JobStatus
-from common.gcp.firestore import jobs as jobs_repo
-from common.gcp.tasks import TaskPayload, enqueue, has_task, task_names
+from common.core.tasks import TaskPayload
+from common.runtime import executors
 from common.sources import get_source
 
 log = logging.getLogger("tributary.reaper")
@@ -39,7 +39,12 @@ class Reaped:
 
 def _last_activity(job: Job) -> datetime:
     times = [t for t in (job.updated_at, job.started_at, job.created_at) if t]
-    return max([*times, *jobs_repo.part_update_times(job.job_id)])
+    return max([*times, *executors.state().part_update_times(job.job_id)])
+
+
+def has_task(job_id: str, pending: list[str]) -> bool:
+    """Whether ``pending`` (a queue's task ids) holds a task of the job: its first task, or a part's."""
+    return any(t == job_id or t.startswith(job_id + "--") for t in pending)
 
 
 def reap(*, now: datetime | None = None, dry_run: bool = False) -> list[Reaped]:
@@ -47,15 +52,16 @@ def reap(*, now: datetime | None = None, dry_run: bool = False) -> list[Reaped]:
     now = now or datetime.now(UTC)
     out: list[Reaped] = []
     queued: dict[str, list[str]] = {}  # source -> task names, listed on first need
-    for job in jobs_repo.list_jobs(status=JobStatus.running.value, limit=BATCH):
+    store = executors.state()
+    for job in store.list_jobs(status=JobStatus.running.value, limit=BATCH):
         source = get_source(job.source)
         limit = timedelta(seconds=source.queue.dispatch_deadline) + GRACE
         idle = now - _last_activity(job)
         if idle <= limit:
             continue
         if source.name not in queued:
-            queued[source.name] = task_names(source)
-        if has_task(job.job_id, source, queued[source.name]):
+            queued[source.name] = executors.dispatcher(source.name).pending(source.name)
+        if has_task(job.job_id, queued[source.name]):
             out.append(Reaped(job.job_id, "kept", f"idle {idle.total_seconds():.0f} s but its task is still queued"))
             continue
         reason = (
@@ -72,14 +78,14 @@ def reap(*, now: datetime | None = None, dry_run: bool = False) -> list[Reaped]:
                 run=job.run,
                 error={"kind": "permanent", "type": "Reaped", "message": reason},
             )
-            jobs_repo.record_event(Event.make(EventType.failed, data, seq="reaper").model_copy(update={"time": now}))
-    for job in jobs_repo.list_jobs(status=JobStatus.queued.value, limit=BATCH):
+            store.record_event(Event.make(EventType.failed, data, seq="reaper").model_copy(update={"time": now}))
+    for job in store.list_jobs(status=JobStatus.queued.value, limit=BATCH):
         queued_at = job.created_at if job.run == 1 else job.updated_at  # a retry's run was queued at the retry
         if now - queued_at <= QUEUED_TOO_LONG:
             continue
         source = get_source(job.source)
         payload = TaskPayload(job_id=job.job_id, source=job.source, params=job.params, run=job.run)
-        created = False if dry_run else enqueue(payload, source)
+        created = False if dry_run else executors.dispatcher(source.name).enqueue(payload, source.queue)
         if created or dry_run:
             out.append(Reaped(job.job_id, "re-enqueued", "queued for too long"))
         else:

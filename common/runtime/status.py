@@ -7,10 +7,10 @@ import logging
 from collections import Counter
 from typing import Any
 
+from common.core.errors import TransientError
 from common.core.events import Event
 from common.core.jobs import Job
-from common.gcp.firestore import deadletters
-from common.gcp.firestore.jobs import record_event
+from common.runtime import executors
 from common.runtime.logs import bind_job
 
 log = logging.getLogger("tributary.status")
@@ -58,10 +58,19 @@ def handle_pubsub(data: Any) -> Job | None:
         event = decode_pubsub(data)
     except PoisonEvent as exc:
         log.error("unreadable event %s kept in dead_events: %s", exc.message_id or "?", exc)
-        deadletters.record(exc.message_id, exc.raw, str(exc), exc.attributes)
+        executors.state().record_dead_letter(exc.message_id, exc.raw, str(exc), exc.attributes)
         return None
+    return apply(event)
+
+
+def apply(event: Event) -> Job | None:
+    """Apply one decoded event to the state (once: its marker); None for an event of a job never created.
+
+    Raises:
+        Exception: only for transient failures (the state unavailable), so the bus delivers it again.
+    """
     bind_job(job_id=event.data.job_id, source=event.data.source, attempt=event.data.attempt)
-    job = record_event(event)
+    job = executors.state().record_event(event)
     if job is None:
         # Acked, not retried: no redelivery can make the job exist. Counted per source for the log-based metric.
         IGNORED_UNKNOWN[event.data.source] += 1
@@ -75,3 +84,27 @@ def handle_pubsub(data: Any) -> Job | None:
         return None
     log.info("applied %s -> %s", event.id, job.status)
     return job
+
+
+def apply_bytes(body: bytes, message_id: str) -> Job | None:
+    """The in-process bus's consumer: the same rule as :func:`handle_pubsub` for one CloudEvent's bytes. An
+    unreadable event, or one whose application fails for a reason other than a transient one, is kept as a
+    dead letter (``tributary dlq``) rather than blocking the events behind it.
+
+    Raises:
+        TransientError: the state is unavailable (the event stays in the outbox).
+    """
+    try:
+        event = Event.from_bytes(body)
+    except ValueError as exc:
+        log.error("unreadable event %s kept in dead_events: %s", message_id, exc)
+        executors.state().record_dead_letter(message_id, body, str(exc), {})
+        return None
+    try:
+        return apply(event)
+    except TransientError:
+        raise
+    except Exception as exc:  # a bug must not stop every later event: kept, and replayable once fixed
+        log.exception("event %s could not be applied; kept in dead_events", message_id)
+        executors.state().record_dead_letter(message_id, body, f"{type(exc).__name__}: {exc}", {})
+        return None

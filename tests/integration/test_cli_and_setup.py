@@ -33,7 +33,9 @@ def test_a_missing_firestore_emulator_says_what_to_install(tmp_path: Path, monke
 def test_make_demo_fails_clearly_without_emulators(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "platform").mkdir()
     monkeypatch.setenv("CLOUDSDK_ROOT", str(tmp_path))
-    result = CliRunner().invoke(app, ["demo", "--state-dir", str(tmp_path / "demo")])
+    # The emulated profile, asked for by name (without it, demo falls back to the embedded profile:
+    # tests/e2e/test_no_google.py).
+    result = CliRunner().invoke(app, ["demo", "--profile", "gcp", "--state-dir", str(tmp_path / "demo")])
     assert result.exit_code == 1
     assert "Pub/Sub emulator is missing" in result.output
 

@@ -6,20 +6,14 @@ It records them and acks, so Pub/Sub does not redeliver them forever; ``common.o
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from common.core.ports import StoredLetter
 from common.gcp.firestore.codec import as_text
 from common.gcp.firestore.query import bounded_call, db
 from common.gcp.names import DEAD_EVENTS
 
-
-@dataclass(frozen=True)
-class StoredLetter:
-    id: str
-    reason: str
-    data: bytes
-    received_at: str
+__all__ = ["StoredLetter", "delete", "record", "stored"]
 
 
 def record(message_id: str, raw: bytes, reason: str, attributes: dict[str, str] | None = None) -> None:

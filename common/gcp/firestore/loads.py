@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from common.core.errors import TransientError
+from common.core.warehouse import summarize_loads as summarize
 from common.gcp.firestore.query import bounded_call, db
 from common.gcp.names import JOBS, LOADS
 
@@ -13,20 +14,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 #: Times the sum is rewritten when reports of other parts land while it is written.
 SETTLE_ROUNDS = 3
 
-
-def summarize(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """One job's ``load``: failed if any report failed; rows and bytes summed; every table's outcome."""
-    failed = [r for r in reports if r.get("status") == "failed"]
-    summary: dict[str, Any] = {
-        "status": "failed" if failed else "loaded",
-        "warehouse": next((r.get("warehouse") for r in reports if r.get("warehouse")), ""),
-        "rows": sum(int(r.get("rows", 0)) for r in reports),
-        "bytes": sum(int(r.get("bytes", 0)) for r in reports),
-        "tables": sorted((t for r in reports for t in r.get("tables", [])), key=lambda t: t.get("output", "")),
-    }
-    if failed:
-        summary["error"] = failed[0].get("error", "")
-    return summary
+__all__ = ["record_load", "summarize"]
 
 
 def record_load(job_id: str, key: str, report: dict[str, Any]) -> dict[str, Any]:

@@ -10,19 +10,14 @@ from datetime import datetime
 from typing import Any
 
 from common.core.jobs import Job, apply_event, cancel_event, new_run
+from common.core.ports import WrongState
 from common.gcp.firestore.codec import EXPIRE_AT, expire_at, timestamp
 from common.gcp.firestore.jobs import document, from_doc, to_doc
 from common.gcp.firestore.query import bounded_call, db
 from common.gcp.firestore.sources import run_record, run_ref
 from common.gcp.names import EVENTS
 
-
-class WrongState(Exception):
-    """The job is not in a state the action applies to (the API answers 409)."""
-
-    def __init__(self, job: Job, action: str) -> None:
-        super().__init__(f"job {job.job_id} is {job.status.value}; {action}")
-        self.job = job
+__all__ = ["WrongState", "cancel_job", "retry_job"]
 
 
 def retry_job(job_id: str, now: datetime) -> Job | None:

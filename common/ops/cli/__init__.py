@@ -14,6 +14,7 @@ import typer
 
 from common.ops.cli.common import api_url, options
 from common.ops.cli.dev import dev_app
+from common.ops.cli.embedded import run_cmd, serve_cmd
 from common.ops.cli.emulator import emulator_app
 from common.ops.cli.errors import FriendlyGroup
 from common.ops.cli.jobs import backfill_cmd, follow, jobs_app, sources_cmd
@@ -53,6 +54,8 @@ app.add_typer(queues_app, name="queues")
 app.add_typer(secrets_app, name="secrets")
 app.command("sources")(sources_cmd)
 app.command("demo")(demo)
+app.command("serve")(serve_cmd)
+app.command("run")(run_cmd)
 
 
 def _mount_optional() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -11,11 +13,15 @@ import typer
 from rich.table import Table
 
 from common.core.errors import ConfigError
+from common.local.demo_embedded import embedded_environment
 from common.local.devenv import all_names, render, stack_exports
+from common.local.recorded import ReplayServer
 from common.local.samples import materialize
 from common.local.serve import serve_until_signalled
 from common.local.stack import Stack, StackConfig, StackState, alive, down
 from common.ops.cli.common import DEFAULT_STATE, StateDir, console, fail, out
+from common.ops.cli.embedded import serve_cmd
+from common.settings import reset_settings
 
 
 class QueueRate(enum.StrEnum):
@@ -42,6 +48,9 @@ def dev_up(
         typer.Option(help="local: queues dispatch fast and retry within seconds; declared: production limits."),
     ] = QueueRate.local,
     state_dir: StateDir = DEFAULT_STATE,
+    profile: Annotated[
+        str, typer.Option(help="gcp (the emulators and functions) or embedded (tributary serve, no emulator).")
+    ] = "gcp",
 ) -> None:
     """Start the emulators and every function; block until Ctrl-C (or return with --detach)."""
     replay_dir = replay
@@ -49,6 +58,13 @@ def dev_up(
         fail("give one of --samples, --replay DIR and --record DIR")
     if samples:
         replay_dir = materialize(state_dir / "replay")
+    if profile == "embedded":
+        if detach:
+            fail("--detach is for the gcp profile; run `tributary serve` in the background instead")
+        _up_embedded(state_dir, replay_dir)
+        return
+    if profile != "gcp":
+        fail(f"--profile must be gcp or embedded, not {profile!r}")
     # No placeholder secrets: a source that needs a key asks for one (`tributary secrets set`), as in the cloud.
     config = StackConfig(
         state_dir=state_dir,
@@ -71,6 +87,18 @@ def dev_up(
     console.print("stack running; Ctrl-C stops it")
     serve_until_signalled(stack.down)
     console.print("stack stopped")
+
+
+def _up_embedded(state_dir: Path, replay_dir: Path | None) -> None:
+    """``tributary serve`` on ``state_dir``, with a recorded-response server when one is asked for."""
+    with contextlib.ExitStack() as stack:
+        replay_url = None
+        if replay_dir is not None:
+            replay_url = stack.enter_context(ReplayServer(replay_dir)).url
+            console.print(f"recorded responses: {replay_url} (from {replay_dir})")
+        os.environ.update(embedded_environment(state_dir.resolve(), replay_url))
+        reset_settings()
+        serve_cmd()
 
 
 @dev_app.command("status")

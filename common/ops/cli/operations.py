@@ -15,6 +15,7 @@ from rich.table import Table
 from common.core.errors import ConfigError
 from common.gcp.secrets import set_secret
 from common.local.demo import run_demo
+from common.local.demo_embedded import emulators_missing, run_embedded_demo
 from common.ops.cli.common import StateDir, console, fail, options, out, target
 from common.ops.dlq import list_dead, replay
 from common.ops.target import LOCAL, Target, resolve
@@ -58,10 +59,24 @@ def _local_target() -> Target | None:
 
 
 # ---- demo --------------------------------------------------------------------------------------------
-def demo(state_dir: StateDir = Path(".tributary/demo"), timeout: float = 300) -> None:
+def demo(
+    state_dir: StateDir = Path(".tributary/demo"),
+    timeout: float = 300,
+    profile: Annotated[
+        str, typer.Option(help="gcp (the emulators), embedded (one process, SQLite), or auto: gcp when installed.")
+    ] = "auto",
+) -> None:
     """Start the stack on the bundled samples, ingest one job per source, print a summary, stop."""
+    if profile not in ("auto", "gcp", "embedded"):
+        fail(f"--profile must be auto, gcp or embedded, not {profile!r}")
+    missing = emulators_missing() if profile == "auto" else None
+    if missing:
+        console.print(f"{missing.rstrip('.')}: running the embedded profile instead (one process, SQLite, no Java)")
     try:
-        ok = run_demo(state_dir, timeout=timeout, console=console, out=out)
+        if profile == "embedded" or missing:
+            ok = run_embedded_demo(state_dir, timeout=timeout, console=console, out=out)
+        else:
+            ok = run_demo(state_dir, timeout=timeout, console=console, out=out)
     except ConfigError as exc:
         fail(exc.message)
         return

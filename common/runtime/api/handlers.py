@@ -16,9 +16,9 @@ from pydantic import BaseModel, ValidationError
 
 from common.core.errors import BadParams
 from common.core.jobs import Job, JobStatus, job_id_for
-from common.gcp import firestore, tasks
-from common.gcp.firestore.runs import WrongState
-from common.runtime import batches, reaper
+from common.core.ports import WrongState
+from common.core.tasks import TaskPayload
+from common.runtime import batches, executors, reaper
 from common.runtime.api.models import (
     MAX_BODY,
     MAX_LIMIT,
@@ -154,7 +154,7 @@ def submit(
     now = now or datetime.now(UTC)
     job_id = job_id_for(source.name, source.dedup_params(params, now), idempotency_key)
     stored_params = params.model_dump(mode="json", exclude_none=True)
-    job, created = firestore.create_job(
+    job, created = executors.state().create_job(
         Job(job_id=job_id, source=source.name, params=stored_params, trigger=trigger, batch_id=batch_id)
     )
     log.info(
@@ -172,8 +172,8 @@ def submit(
         return job, created
     if job.status is JobStatus.queued:
         try:
-            payload = tasks.TaskPayload(job_id=job_id, source=source.name, params=job.params, run=job.run)
-            tasks.enqueue(payload, source)
+            payload = TaskPayload(job_id=job_id, source=source.name, params=job.params, run=job.run)
+            executors.dispatcher(source.name).enqueue(payload, source.queue)
         except Exception as exc:  # the job stays queued; a retried POST enqueues it again
             log.exception("enqueue of %s failed", job_id)
             raise ApiError(
@@ -195,7 +195,7 @@ def submit_job(*, query: dict[str, str], headers: dict[str, str], body: bytes) -
 
 
 def get_job(*, job_id: str, **_: Any) -> Response:
-    job = firestore.get_job(job_id)
+    job = executors.state().get_job(job_id)
     if job is None:
         raise ApiError(404, "job_not_found", f"no job {job_id!r}", field="job_id")
     return job.public(), 200, {}
@@ -206,13 +206,13 @@ def list_jobs(*, query: dict[str, str], **_: Any) -> Response:
     if q.source is not None:
         source_named(q.source)
     status = q.status.value if q.status is not None else None
-    jobs = firestore.list_jobs(source=q.source, status=status, batch_id=q.batch_id, limit=q.limit)
+    jobs = executors.state().list_jobs(source=q.source, status=status, batch_id=q.batch_id, limit=q.limit)
     return {"jobs": [j.public() for j in jobs]}, 200, {}
 
 
 def describe_sources() -> list[dict[str, Any]]:
     """Every source with its schedule, queue, params schema and recorded state."""
-    states = firestore.source_states([s.name for s in all_sources()])
+    states = executors.state().source_states([s.name for s in all_sources()])
     out = []
     for s in all_sources():
         state = states.get(s.name, {})
@@ -303,7 +303,7 @@ def get_any(*, job_id: str, **kwargs: Any) -> Response:
         return get_job(job_id=job_id, **kwargs)
     out = batches.describe(batch)
     out["job_id"] = batch.batch_id
-    out["jobs"] = [j.public() for j in firestore.list_jobs(batch_id=batch.batch_id, limit=MAX_LIMIT)]
+    out["jobs"] = [j.public() for j in executors.state().list_jobs(batch_id=batch.batch_id, limit=MAX_LIMIT)]
     return out, 200, {}
 
 

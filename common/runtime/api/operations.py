@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from common.core.jobs import Job, is_valid_id
-from common.gcp import tasks
-from common.gcp.firestore.runs import WrongState, cancel_job, retry_job
+from common.core.ports import QueueAction, QueueControl, QueueState, WrongState
+from common.core.tasks import TaskPayload
+from common.runtime import executors
 from common.runtime.api.models import ApiError, Response
 from common.sources import all_sources, get_source
 
@@ -32,8 +33,8 @@ def enqueue_run(job: Job) -> None:
         ApiError: 503 when Cloud Tasks refused (the job stays queued; the reaper enqueues it again).
     """
     try:
-        payload = tasks.TaskPayload(job_id=job.job_id, source=job.source, params=job.params, run=job.run)
-        tasks.enqueue(payload, get_source(job.source))
+        payload = TaskPayload(job_id=job.job_id, source=job.source, params=job.params, run=job.run)
+        executors.dispatcher(job.source).enqueue(payload, get_source(job.source).queue)
     except Exception as exc:  # the job stays queued: the reaper enqueues it again within its period
         log.exception("enqueue of %s run %d failed", job.job_id, job.run)
         raise ApiError(
@@ -53,7 +54,7 @@ def rerun(job_id: str) -> Job | None:
     """
     if not is_valid_id(job_id):
         return None
-    job = retry_job(job_id, datetime.now(UTC))
+    job = executors.state().retry_job(job_id, datetime.now(UTC))
     if job is not None:
         log.info("job %s: run %d queued (a retry)", job_id, job.run)
         enqueue_run(job)
@@ -76,13 +77,14 @@ def cancel(*, job_id: str, **_: Any) -> Response:
     if not is_valid_id(job_id):
         raise _unknown_job(job_id)
     try:
-        job = cancel_job(job_id, datetime.now(UTC))
+        job = executors.state().cancel_job(job_id, datetime.now(UTC))
     except WrongState as exc:
         raise ApiError(409, "job_not_cancellable", str(exc), field="job_id") from None
     if job is None:
         raise _unknown_job(job_id)
     try:
-        deleted = tasks.delete_job_tasks(job_id, get_source(job.source))
+        control = executors.queue_control(job.source)
+        deleted = control.delete_job_tasks(job_id, job.source) if control is not None else 0
         log.info("job %s: run %d cancelled, %d queued task(s) deleted", job_id, job.run, deleted)
     except Exception:  # the cancel stands: each part checks the job before it starts (common.runtime.ingest)
         log.warning("job %s: cancelled, but its queued tasks could not be deleted now", job_id, exc_info=True)
@@ -99,13 +101,23 @@ def _source(name: str) -> str:
 
 def list_queues(**_: Any) -> Response:
     """``GET /v1/queues``: every source's queue and its state."""
-    states = tasks.queue_states([s.name for s in all_sources()])
+    states: list[QueueState] = []
+    for s in all_sources():
+        control = executors.queue_control(s.name)
+        states += control.queue_states([s.name]) if control else [QueueState(s.name, "", "UNKNOWN")]
     return {"queues": [asdict(q) for q in states]}, 200, {}
 
 
-def _queue_action(source: str, action: tasks.QueueAction) -> Response:
+def _control(source: str) -> QueueControl:
+    control = executors.queue_control(source)
+    if control is None:
+        raise ApiError(501, "not_supported", f"the dispatcher of {source} has no queue control", field="source")
+    return control
+
+
+def _queue_action(source: str, action: QueueAction) -> Response:
     name = _source(source)
-    state = tasks.set_queue_state(name, action)
+    state = _control(name).set_queue_state(name, action)
     if state is None:
         raise ApiError(404, "queue_not_found", f"source {name} has no queue yet (deploy.sh or `tributary dev up` "
                        "creates it)", field="source")  # fmt: skip
