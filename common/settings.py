@@ -119,6 +119,18 @@ class Settings(BaseModel):
     # A BigQuery REST endpoint standing in for Google's (the local stack's BigQuery emulator); empty: Google's.
     bigquery_emulator_host: str | None = None
 
+    # Where ingest tasks go: "cloudtasks", or "celery", the rollback flag (docs/migrating-from-celery.md): a
+    # Celery worker on a Redis broker runs the same ingest code (`tributary worker`).
+    dispatch: Literal["cloudtasks", "celery"] = "cloudtasks"
+    # The Celery executor's Redis broker (and result backend).
+    celery_broker_url: str = "redis://127.0.0.1:6379/0"
+    # Seconds an unacknowledged Celery task waits before Redis hands it to another worker (a worker killed
+    # mid-task): longer than the longest dispatch deadline (30 min), or long tasks would run twice.
+    celery_visibility_timeout: float = Field(3600.0, gt=0.0)
+    # Seconds a task id stays known to the Celery dispatcher, so a duplicate enqueue is refused (Cloud Tasks
+    # remembers a task name about an hour).
+    celery_dedup_ttl: float = Field(3600.0, gt=0.0)
+
     @field_validator("oidc_allowed_service_accounts", "oidc_audience", "api_keys", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from common import celeryq
 from common.core.tasks import QueueConfig, TaskPayload, task_id
 from common.gcp import names
 from common.gcp.clients import tasks
@@ -69,6 +70,8 @@ def enqueue(payload: TaskPayload, source: type[Source] | Source, *, schedule_tim
     Raises:
         google.api_core.exceptions.GoogleAPICallError: the queue refused the task for another reason.
     """
+    if settings().dispatch == "celery":  # EXECUTOR HOOK (celery): until the dispatch port is wired in the runtime
+        return celeryq.dispatcher().enqueue(payload, source.queue, schedule_time=schedule_time)
     from google.api_core.exceptions import AlreadyExists
     from google.cloud import tasks_v2
     from google.protobuf import duration_pb2, timestamp_pb2
@@ -101,6 +104,8 @@ def enqueue(payload: TaskPayload, source: type[Source] | Source, *, schedule_tim
 
 def task_names(source: type[Source] | Source) -> list[str]:
     """Every task name in the source's queue (one listing, for the reaper)."""
+    if settings().dispatch == "celery":  # EXECUTOR HOOK (celery): the ids the Celery dispatcher has not finished
+        return [names.task_path(source.name, tid) for tid in celeryq.dispatcher().pending(source.name)]
     request = {"parent": queue_path(source.name), "page_size": 1000}
     return [t.name for t in tasks().list_tasks(request=request)]
 
@@ -129,6 +134,8 @@ def enqueue_many(
 
     if not payloads:
         return 0, 0
+    if settings().dispatch == "celery":  # EXECUTOR HOOK (celery): one Redis round trip claims every task id
+        return celeryq.dispatcher().enqueue_many(payloads, source.queue)
     with ThreadPoolExecutor(max_workers=min(concurrency, len(payloads)), thread_name_prefix="enqueue") as pool:
         results = list(pool.map(lambda p: enqueue(p, source), payloads))
     created = sum(results)

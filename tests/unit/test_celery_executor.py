@@ -1,0 +1,50 @@
+"""The Celery executor's pure parts: Cloud Tasks' backoff, the rollback flag's setting, and no Celery at cold start."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from common.celeryq import backoff, queue_name
+from common.celeryq.dispatch import _redact
+from common.core.errors import ConfigError
+from common.core.tasks import QueueConfig
+from common.local import redis as local_redis
+from common.settings import Settings
+
+
+def test_backoff_doubles_max_doublings_times_then_grows_linearly_up_to_max_backoff() -> None:
+    q = QueueConfig(min_backoff=10, max_backoff=300, max_doublings=3, max_attempts=10)
+    assert [backoff(a, q) for a in range(1, 9)] == [10, 20, 40, 80, 160, 240, 300, 300]
+    assert backoff(0, q) == 10
+
+
+def test_the_dispatch_setting_is_the_rollback_flag() -> None:
+    assert Settings.from_env({}).dispatch == "cloudtasks"
+    s = Settings.from_env({"TRIBUTARY_DISPATCH": "celery", "TRIBUTARY_CELERY_BROKER_URL": "redis://h:1/2"})
+    assert (s.dispatch, s.celery_broker_url) == ("celery", "redis://h:1/2")
+    with pytest.raises(ConfigError, match="TRIBUTARY_DISPATCH"):
+        Settings.from_env({"TRIBUTARY_DISPATCH": "rabbit"})
+    assert queue_name("fred", s) == "ingest-fred"
+
+
+def test_a_broker_password_never_shows() -> None:
+    assert _redact("redis://:s3cret@cache:6379/0") == "redis://***@cache:6379/0"
+    assert _redact("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_the_cloud_tasks_functions_never_import_celery() -> None:
+    code = (
+        "import sys, functions.api, functions.ingest, functions.status; "
+        "print(sorted(m for m in ('celery', 'kombu', 'redis') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_missing_redis_server_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local_redis.shutil, "which", lambda _name: None)
+    with pytest.raises(ConfigError, match=r"sudo apt-get install redis-server"):
+        local_redis.redis_server_path()
