@@ -48,3 +48,24 @@ def test_a_missing_redis_server_says_how_to_install_it(monkeypatch: pytest.Monke
     monkeypatch.setattr(local_redis.shutil, "which", lambda _name: None)
     with pytest.raises(ConfigError, match=r"sudo apt-get install redis-server"):
         local_redis.redis_server_path()
+
+
+def test_the_worker_command_refuses_an_unknown_source_in_one_line() -> None:
+    from typer.testing import CliRunner
+
+    from common.ops.cli import app
+
+    result = CliRunner().invoke(app, ["worker", "--sources", "nope"])
+    assert result.exit_code == 1 and "unknown source(s) nope" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_worker_consumes_one_queue_per_source_with_prefork() -> None:
+    from common.runtime.workers.celery_app import app, worker_argv
+
+    assert "tributary.ingest" in app.tasks
+    task = app.tasks["tributary.ingest"]
+    assert task.acks_late and task.reject_on_worker_lost
+    argv = worker_argv(concurrency=3, sources=["fred", "gdelt"])
+    assert "--pool=prefork" in argv and "--concurrency=3" in argv and "--queues=ingest-fred,ingest-gdelt" in argv
+    assert {q.name for q in app.conf.task_queues} >= {"ingest-fred", "ingest-gdelt"}
