@@ -123,7 +123,7 @@ class CeleryDispatcher:
         Raises:
             TransientError: Redis (the broker) is unreachable; nothing was sent.
         """
-        tid = task_id(payload.job_id, payload.part)
+        tid = task_id(payload.job_id, payload.part, payload.run)
         with _broker_errors(self.broker_url):
             if not self.redis.set(_dedup_key(tid), b"1", nx=True, ex=self.dedup_ttl):
                 return False
@@ -138,7 +138,7 @@ class CeleryDispatcher:
         """
         if not payloads:
             return 0, 0
-        ids = [task_id(p.job_id, p.part) for p in payloads]
+        ids = [task_id(p.job_id, p.part, p.run) for p in payloads]
         with _broker_errors(self.broker_url):
             pipe = self.redis.pipeline(transaction=False)
             for tid in ids:

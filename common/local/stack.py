@@ -21,7 +21,7 @@ from typing import Any
 from common.core.errors import ConfigError
 from common.gcp import clients, names
 from common.gcp.pubsub import status_push_subscription
-from common.gcp.secrets import env_name
+from common.gcp.secrets import env_name, local_file
 from common.local.celery_stack import celery_dispatch, start_redis, start_worker, worker_ready
 from common.local.emulators.oidc import LocalSigner
 from common.local.ports import DEFAULT_PORTS, free_port, port_free
@@ -304,14 +304,17 @@ class Stack:
             "TRIBUTARY_OIDC_CERTS_URL": f"http://{host}:{p['certs']}/oauth2/v3/certs",
             "TRIBUTARY_API_URL": f"http://{host}:{p['api']}",
             "TRIBUTARY_NO_SECRET_MANAGER": "1",
+            # One absolute path, for the functions (whose working folder is the state folder) and, through the
+            # recorded env, for `tributary secrets set` on this target: both sides name the same file.
+            "TRIBUTARY_SECRETS_FILE": str(local_file()),
         }
         if self.config.scheduler:
             env["CLOUD_SCHEDULER_EMULATOR_HOST"] = f"{host}:{p['scheduler']}"
         if self.config.replay_dir is not None:
             for s in all_sources():
                 env[f"TRIBUTARY_{s.name.upper()}_BASE_URL"] = f"http://{host}:{p['replay']}/{s.name}"
-                for secret in s.secrets:  # recorded upstreams accept any key; never forward a real one
-                    env.setdefault(env_name(secret), "replay-placeholder")
+                for secret in s.secrets if self.config.secret_placeholders else ():
+                    env.setdefault(env_name(secret), "replay-placeholder")  # recorded upstreams accept any key
         env.update(self.config.env)
         return env
 

@@ -39,6 +39,10 @@ class StackConfig:
     bigquery: bool = False
     #: Extra command-line flags per component, e.g. ``{"tasks": ["--duplicate-deliveries", "3"]}``.
     extra_args: dict[str, list[str]] = field(default_factory=dict)
+    #: With ``replay_dir``, give every declared secret a placeholder value (recorded upstreams accept any key):
+    #: the demo's choice. ``tributary dev up`` leaves them unset, so a source needing a key asks for one, as
+    #: in the cloud, and ``tributary secrets set`` provides it.
+    secret_placeholders: bool = True
 
 
 @dataclass

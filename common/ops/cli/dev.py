@@ -31,7 +31,9 @@ def dev_up(
     replay_dir = replay
     if samples:
         replay_dir = materialize(state_dir / "replay")
-    stack = Stack(StackConfig(state_dir=state_dir, replay_dir=replay_dir, scheduler=scheduler))
+    # No placeholder secrets: a source that needs a key asks for one (`tributary secrets set`), as in the cloud.
+    config = StackConfig(state_dir=state_dir, replay_dir=replay_dir, scheduler=scheduler, secret_placeholders=False)
+    stack = Stack(config)
     try:
         with console.status("starting the local stack") as status:
             state = stack.up(progress=lambda msg: status.update(msg))

@@ -44,7 +44,7 @@ def ingest(task: Task, body: dict[str, Any], queue: dict[str, Any] | None = None
         log.error("task %s refused: %s", task.request.id, exc)
         return {"error": {"code": "invalid_task", "message": str(exc)}}
     config = QueueConfig(**queue) if queue else source.queue
-    tid = task.request.id or task_id(payload.job_id, payload.part)
+    tid = task.request.id or task_id(payload.job_id, payload.part, payload.run)
     executor = dispatcher()
     attempt = max(executor.delivered(tid), task.request.retries + 1)
     if attempt > config.max_attempts:
@@ -65,7 +65,7 @@ def _give_up(payload: TaskPayload, tid: str, attempts: int) -> dict[str, Any]:
         "message": f"gave up after {attempts} attempts: the worker running the task was lost every time",
     }
     log.error("job %s: %s", payload.job_id, error["message"])
-    data = EventData(job_id=payload.job_id, source=payload.source, attempt=attempts, error=error)
+    data = EventData(job_id=payload.job_id, source=payload.source, attempt=attempts, run=payload.run, error=error)
     seq = payload.part.key if payload.part is not None else "0"
     publish(Event.make(EventType.failed, data, seq=f"{seq}.lost"))
     dispatcher().finished(tid, payload.source)
