@@ -33,6 +33,7 @@ def celery_stack(tmp_path_factory: pytest.TempPathFactory):
         "PYTHONPATH": str(REPO),
         "PROBE_DIR": str(tmp / "probe"),
         "TRIBUTARY_CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+        "TRIBUTARY_CALL_DEADLINE": "60",  # a shared machine under load: the emulators' first calls are slow
     }
     stack = Stack(StackConfig(state_dir=tmp / "stack", replay_dir=replay, auto_ports=True, scheduler=False, env=env))
     stack.up()
