@@ -41,12 +41,12 @@ def queue_path(source: str) -> str:
     return names.queue_path(source)
 
 
-def queue_spec(source: type[Source] | Source) -> Any:
-    """The ``tasks_v2.Queue`` a source declares."""
+def queue_spec(source: type[Source] | Source, queue: QueueConfig | None = None) -> Any:
+    """The ``tasks_v2.Queue`` a source declares (or ``queue``'s limits, e.g. the local stack's)."""
     from google.cloud import tasks_v2
     from google.protobuf import duration_pb2
 
-    q: QueueConfig = source.queue
+    q: QueueConfig = queue or source.queue
 
     def seconds(value: float) -> duration_pb2.Duration:
         d = duration_pb2.Duration()
@@ -68,11 +68,11 @@ def queue_spec(source: type[Source] | Source) -> Any:
     )
 
 
-def ensure_queue(source: type[Source] | Source) -> None:
-    """Create the source's queue, or update it to the declared settings."""
+def ensure_queue(source: type[Source] | Source, queue: QueueConfig | None = None) -> None:
+    """Create the source's queue, or update it to the declared settings (or to ``queue``'s)."""
     from google.api_core.exceptions import AlreadyExists
 
-    spec = queue_spec(source)
+    spec = queue_spec(source, queue)
     try:
         tasks().create_queue(parent=names.location_path(), queue=spec)
     except AlreadyExists:

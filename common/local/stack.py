@@ -78,6 +78,11 @@ class Stack:
         self.ports: dict[str, int] = {}
         self.env: dict[str, str] = {}
 
+    @property
+    def _replay(self) -> bool:
+        """Whether the recorded-response server runs (replaying, or recording)."""
+        return self.config.replay_dir is not None or self.config.record_dir is not None
+
     # ---- start -------------------------------------------------------------------------------
     def _choose_ports(self) -> None:
         wanted = {**DEFAULT_PORTS, **self.config.ports}
@@ -165,15 +170,9 @@ class Stack:
                 "--oidc-key-file",
                 key,
             )
-            if self.config.replay_dir is not None:
-                self._python(
-                    "replay",
-                    "common.local.recorded",
-                    "--root",
-                    str(self.config.replay_dir.resolve()),
-                    "--port",
-                    str(p["replay"]),
-                )
+            if (folder := self.config.record_dir or self.config.replay_dir) is not None:
+                mode = "--record" if self.config.record_dir is not None else "--root"
+                self._python("replay", "common.local.recorded", mode, str(folder.resolve()), "--port", str(p["replay"]))
             self._python(
                 "certs",
                 "common.local.emulators.certs",
@@ -240,7 +239,7 @@ class Stack:
             for name in ("ingest", "status", "load"):
                 self._wait(name, tcp_ready(p[name]), f"the {name} function")
             self._wait("api", http_ready(f"http://{host}:{p['api']}/healthz"), "the api function")
-            if self.config.replay_dir is not None:
+            if self._replay:
                 self._wait("replay", tcp_ready(p["replay"]), "the replay server")
             if celery_dispatch(self.env):
                 progress("starting the Celery worker")
@@ -280,7 +279,7 @@ class Stack:
             out["scheduler_emulator_host"] = f"{host}:{p['scheduler']}"
             out["scheduler_admin_url"] = f"http://{host}:{p['scheduler_admin']}"
             out["scheduler_rest_url"] = f"http://{host}:{p['scheduler_rest']}"
-        if self.config.replay_dir is not None:
+        if self._replay:
             out["replay_url"] = f"http://{host}:{p['replay']}"
         if "TRIBUTARY_CELERY_BROKER_URL" in self.env:
             out["celery_broker_url"] = self.env["TRIBUTARY_CELERY_BROKER_URL"]
@@ -310,11 +309,13 @@ class Stack:
         }
         if self.config.scheduler:
             env["CLOUD_SCHEDULER_EMULATOR_HOST"] = f"{host}:{p['scheduler']}"
-        if self.config.replay_dir is not None:
+        if self._replay:
             for s in all_sources():
                 env[f"TRIBUTARY_{s.name.upper()}_BASE_URL"] = f"http://{host}:{p['replay']}/{s.name}"
-                for secret in s.secrets if self.config.secret_placeholders else ():
-                    env.setdefault(env_name(secret), "replay-placeholder")  # recorded upstreams accept any key
+                if self.config.secret_placeholders and self.config.record_dir is None:
+                    # recorded upstreams accept any key; recording forwards the real key and never writes it
+                    for secret in s.secrets:
+                        env.setdefault(env_name(secret), "replay-placeholder")
         env.update(self.config.env)
         return env
 
@@ -329,7 +330,8 @@ class Stack:
         """Topic, dead-letter topic, push subscriptions to the status and load functions, one queue per source."""
         with use_settings(self.settings()):
             host = self.config.host
-            provision(f"http://{host}:{self.ports['status']}", f"http://{host}:{self.ports['load']}")
+            status, load = f"http://{host}:{self.ports['status']}", f"http://{host}:{self.ports['load']}"
+            provision(status, load, self.config.queue_rates)
 
     def _sync_schedules(self) -> None:
         api_url = self.endpoints()["api_url"]

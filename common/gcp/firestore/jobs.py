@@ -15,6 +15,7 @@ from typing import Any
 
 from common.core.events import Event, EventData, EventType
 from common.core.jobs import Job, JobStatus, Progress, apply_event, is_valid_id, outcome_key
+from common.gcp.firestore.codec import EXPIRE_AT, expire_at, from_firestore, newest_first, timestamp, to_firestore
 from common.gcp.firestore.query import bounded_call, count, db
 from common.gcp.firestore.sources import run_record, run_ref, update_source
 from common.gcp.names import EVENTS, JOBS, PARTS
@@ -26,7 +27,12 @@ def document(job_id: str) -> Any:
 
 
 def _load(data: dict[str, Any]) -> Job:
-    return Job.model_validate(data)
+    return Job.model_validate(from_firestore(data))
+
+
+def _stored(job: Job) -> dict[str, Any]:
+    """``jobs/{id}`` as written: times as Timestamps, expiring the retention after its last change."""
+    return to_firestore(job, expires_from=job.updated_at)
 
 
 def create_job(job: Job) -> tuple[Job, bool]:
@@ -35,7 +41,7 @@ def create_job(job: Job) -> tuple[Job, bool]:
 
     doc = document(job.job_id)
     try:
-        doc.create(job.model_dump(mode="json"), **bounded_call())
+        doc.create(_stored(job), **bounded_call())
         return job, True
     except (AlreadyExists, Conflict):
         snap = doc.get(**bounded_call())
@@ -65,8 +71,7 @@ def list_jobs(
     for name, value in (("source", source), ("status", status), ("batch_id", batch_id)):
         if value is not None:
             query = query.where(filter=FieldFilter(name, "==", value))
-    query = query.order_by("created_at", direction="DESCENDING").limit(limit)
-    return [_load(s.to_dict()) for s in query.stream(**bounded_call())]
+    return [_load(s.to_dict()) for s in newest_first(query, "created_at", limit)]
 
 
 def _parts(job_id: str, run: int) -> Any:
@@ -119,16 +124,19 @@ def record_event(event: Event) -> Job | None:
             # A duplicate; or an event of another run (a late one of the run a retry replaced): nothing to do,
             # and no marker, so that it is never mistaken for one of the current run.
             return job, False
-        transaction.set(marker_ref, {"type": event.type.value, "time": event.time.isoformat()})
+        stamp = timestamp(event.time)
+        transaction.set(marker_ref, {"type": event.type.value, "time": stamp, EXPIRE_AT: expire_at(stamp)})
         if event.type is EventType.progress and event.data.part:
-            transaction.set(job_ref.collection(PARTS).document(event.data.part), event.data.model_dump(mode="json"))
+            transaction.set(
+                job_ref.collection(PARTS).document(event.data.part), to_firestore(event.data, expires_from=stamp)
+            )
             if job.status is JobStatus.running and job.progress and job.progress.total > 1:
                 # A running multi-part job is finished by counting its parts: writing the job document for
                 # every part would make it the hot document of the job (contention, aborted transactions).
                 return job, False
         new = apply_event(job, event)
         if new is not None:
-            transaction.set(job_ref, new.model_dump(mode="json"))
+            transaction.set(job_ref, _stored(new))
             if new.status.terminal and new.decided_by != job.decided_by:
                 # The job's own run record, with the job (no other job writes it, so it adds no contention);
                 # rewritten when a later event decides the outcome (a success beating a failure).
@@ -200,7 +208,7 @@ def finish_if_complete(job_id: str) -> Job | None:
         new = apply_event(current, done)
         if new is None:
             return current
-        transaction.set(job_ref, new.model_dump(mode="json"))
+        transaction.set(job_ref, _stored(new))
         transaction.set(run_ref(new), run_record(new, done))
         finished_by.append(done)
         return new
