@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
@@ -17,7 +17,9 @@ from common.core.tasks import QueueConfig, TaskPayload, task_id
 from common.gcp import names
 from common.gcp.clients import tasks
 from common.settings import settings
-from common.sources.base import Source
+
+if TYPE_CHECKING:  # pragma: no cover (a type only: the contract loads with a source's module, never at cold start)
+    from common.sources.base import Source
 
 __all__ = [
     "QueueAction",

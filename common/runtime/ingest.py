@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +21,12 @@ from common.core.events import Event, EventData, EventType, PartProgress
 from common.core.jobs import JobStatus
 from common.core.schema import arrow_schema
 from common.core.warehouse import hive_partition
-from common.gcp.firestore import get_job, source_state
+from common.gcp.firestore import get_job
 from common.gcp.objects import OutputStore, output_store
 from common.gcp.pubsub import publish
 from common.gcp.secrets import get_secret, set_command
 from common.gcp.tasks import TaskPayload, enqueue
+from common.runtime.context import source_context
 from common.runtime.logs import bind_job
 from common.sources import get_source
 from common.sources.base import Context, Part, Source
@@ -274,23 +273,3 @@ def load_secrets(source: Source, *, job_id: str | None = None) -> dict[str, str]
             )
         out[name] = value
     return out
-
-
-@contextlib.contextmanager
-def source_context(source: Source, *, secrets: dict[str, str] | None = None) -> Iterator[Context]:
-    """What ``plan``, ``fetch`` and ``backfill`` get: the shared HTTP client (with the source's rate),
-    the base URL, the recorded state (read from Firestore when first used), a scratch folder removed
-    afterwards, the time, the secrets."""
-    # Imported on first use: the HTTP client's libraries (httpx, limits, tenacity) are cold-start cost for the
-    # api and status functions, which never fetch (tests/sources/test_contract.py holds this).
-    from common.sources.http import Http
-
-    with Http(rate=source.http_rate, name=source.name) as http, tempfile.TemporaryDirectory(prefix="trib-") as tmp:
-        yield Context(
-            http=http,
-            base_url=source.base_url(),
-            workdir=Path(tmp),
-            state=lambda: source_state(source.name),
-            now=datetime.now(UTC),
-            secrets=secrets or {},
-        )

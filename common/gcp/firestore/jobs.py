@@ -26,11 +26,11 @@ def document(job_id: str) -> Any:
     return db().collection(JOBS).document(job_id)
 
 
-def _load(data: dict[str, Any]) -> Job:
+def from_doc(data: dict[str, Any]) -> Job:
     return Job.model_validate(from_firestore(data))
 
 
-def _stored(job: Job) -> dict[str, Any]:
+def to_doc(job: Job) -> dict[str, Any]:
     """``jobs/{id}`` as written: times as Timestamps, expiring the retention after its last change."""
     return to_firestore(job, expires_from=job.updated_at)
 
@@ -41,11 +41,11 @@ def create_job(job: Job) -> tuple[Job, bool]:
 
     doc = document(job.job_id)
     try:
-        doc.create(_stored(job), **bounded_call())
+        doc.create(to_doc(job), **bounded_call())
         return job, True
     except (AlreadyExists, Conflict):
         snap = doc.get(**bounded_call())
-        return _load(snap.to_dict()), False
+        return from_doc(snap.to_dict()), False
 
 
 def get_job(job_id: str, *, with_progress: bool = True) -> Job | None:
@@ -55,7 +55,7 @@ def get_job(job_id: str, *, with_progress: bool = True) -> Job | None:
     snap = document(job_id).get(**bounded_call())
     if not snap.exists:
         return None
-    job = _load(snap.to_dict())
+    job = from_doc(snap.to_dict())
     if with_progress and job.progress and job.progress.total > 1 and not job.status.terminal:
         job.progress = Progress(done=count_parts(job_id, job.run), total=job.progress.total)
     return job
@@ -71,7 +71,7 @@ def list_jobs(
     for name, value in (("source", source), ("status", status), ("batch_id", batch_id)):
         if value is not None:
             query = query.where(filter=FieldFilter(name, "==", value))
-    return [_load(s.to_dict()) for s in newest_first(query, "created_at", limit)]
+    return [from_doc(s.to_dict()) for s in newest_first(query, "created_at", limit)]
 
 
 def _parts(job_id: str, run: int) -> Any:
@@ -117,7 +117,7 @@ def record_event(event: Event) -> Job | None:
             # Every job is created (api, batch) before its task runs: an event for another id names a job we
             # never made. Writing nothing keeps a forged or stray event from creating a phantom job.
             return None, False
-        job = _load(job_snap.to_dict())
+        job = from_doc(job_snap.to_dict())
         if job.source != event.data.source:
             return None, False  # an event of another source's job id: as foreign as an unknown id
         if marker.exists or event.data.run != job.run:
@@ -136,7 +136,7 @@ def record_event(event: Event) -> Job | None:
                 return job, False
         new = apply_event(job, event)
         if new is not None:
-            transaction.set(job_ref, _stored(new))
+            transaction.set(job_ref, to_doc(new))
             if new.status.terminal and new.decided_by != job.decided_by:
                 # The job's own run record, with the job (no other job writes it, so it adds no contention);
                 # rewritten when a later event decides the outcome (a success beating a failure).
@@ -171,7 +171,7 @@ def finish_if_complete(job_id: str) -> Job | None:
     snap = job_ref.get(**bounded_call())
     if not snap.exists:
         return None
-    job = _load(snap.to_dict())
+    job = from_doc(snap.to_dict())
     # A failed job is finished too when every part has landed: a success beats a failure (apply_event); a
     # cancelled one is not (a cancel beats a success).
     if job.status in (JobStatus.succeeded, JobStatus.cancelled) or not job.progress:
@@ -181,7 +181,7 @@ def finish_if_complete(job_id: str) -> Job | None:
 
     @fs.transactional
     def txn(transaction: Any) -> Job:
-        current = _load(job_ref.get(transaction=transaction, **bounded_call()).to_dict())
+        current = from_doc(job_ref.get(transaction=transaction, **bounded_call()).to_dict())
         if current.status in (JobStatus.succeeded, JobStatus.cancelled) or current.run != job.run:
             return current
         parts = [p.to_dict() for p in _parts(job_id, current.run).stream(transaction=transaction, **bounded_call())]
@@ -208,7 +208,7 @@ def finish_if_complete(job_id: str) -> Job | None:
         new = apply_event(current, done)
         if new is None:
             return current
-        transaction.set(job_ref, _stored(new))
+        transaction.set(job_ref, to_doc(new))
         transaction.set(run_ref(new), run_record(new, done))
         finished_by.append(done)
         return new
