@@ -89,7 +89,7 @@ def create_jobs(batch: Batch, source: Source, unique: list[Job]) -> Batch:
     batch.reused = len(batch.reused_ids)
     batch.job_ids = [job.job_id for job, _ in results]
     queued = [
-        TaskPayload(job_id=j.job_id, source=j.source, params=j.params)
+        TaskPayload(job_id=j.job_id, source=j.source, params=j.params, run=j.run)
         for j, _ in results
         if j.status is JobStatus.queued
     ]

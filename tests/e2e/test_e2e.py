@@ -136,7 +136,7 @@ def test_a_one_day_backfill_makes_96_jobs_that_all_succeed(api, stack) -> None:
         if batch["done"] == 96:
             break
         time.sleep(0.5)
-    assert batch["counts"] == {"queued": 0, "running": 0, "succeeded": 96, "failed": 0}
+    assert batch["counts"] == {"queued": 0, "running": 0, "succeeded": 96, "failed": 0, "cancelled": 0}
     assert batch["status"] == "succeeded"
     again = api.post("/v1/backfills", json=body).json()
     assert again["batch_id"] == batch["batch_id"] and again["counts"]["succeeded"] == 96, "resubmitting re-runs nothing"

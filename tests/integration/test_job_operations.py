@@ -74,6 +74,32 @@ def test_a_failed_job_retried_keeps_its_id_runs_again_and_shows_both_runs(api) -
     assert runs == [(1, "failed", 1, "secret FRED_API_KEY"), (2, "succeeded", 1, None)]
 
 
+def test_a_retried_multi_part_job_counts_only_its_new_runs_parts(api) -> None:
+    """Run 1 landed two of three parts and failed; run 2 is finished by its own three parts, not run 1's two."""
+    job_id = api.post("/v1/jobs", json=SLOT).get_json()["job_id"]
+
+    def part(key: str, run: int, records: int) -> Event:
+        return event(EventType.progress, job_id, run=run, part=key, seq=key, records=records,
+                     progress=PartProgress(done=1, total=3))  # fmt: skip
+
+    record_event(event(EventType.started, job_id, progress=PartProgress(done=0, total=3)))
+    record_event(part("p0", 1, 1))
+    record_event(part("p1", 1, 1))
+    record_event(event(EventType.failed, job_id, error={"kind": "permanent", "message": "p2: md5"}))
+    assert get_job(job_id).status == "failed"
+    assert api.post(f"/v1/jobs/{job_id}:retry").status_code == 202
+    record_event(event(EventType.started, job_id, run=2, progress=PartProgress(done=0, total=3)))
+    record_event(part("p2", 2, 10))
+    job = get_job(job_id)
+    assert (job.status, job.progress.done) == ("running", 1), "run 1's parts are not run 2's"
+    record_event(part("p0", 2, 10))
+    record_event(part("p1", 1, 99))  # a late part of run 1: ignored
+    assert get_job(job_id).status == "running"
+    record_event(part("p1", 2, 10))
+    job = get_job(job_id)
+    assert (job.status, job.records, job.run, [r.status for r in job.runs]) == ("succeeded", 30, 2, ["failed"])
+
+
 def test_retry_answers_409_for_a_job_that_is_not_failed_or_cancelled_and_404_for_none(api) -> None:
     job_id = api.post("/v1/jobs", json=SLOT).get_json()["job_id"]
     error(api.post(f"/v1/jobs/{job_id}:retry"), 409, "job_not_retryable")
@@ -189,3 +215,22 @@ def test_the_cli_retries_cancels_and_runs_the_queues(api, served_api: str) -> No
     assert cli("queues", "purge", "gdelt").exit_code == 0 and task_names() == []
     unknown = cli("jobs", "retry", "gdelt-nope")
     assert unknown.exit_code == 1 and "404 job_not_found" in unknown.output
+
+
+def test_without_valid_credentials_no_caller_retries_cancels_or_pauses_anything(api, monkeypatch) -> None:
+    from common.runtime.auth import hash_api_key
+
+    job_id = failed_job(api)
+    queued_id = api.post("/v1/jobs", json={**SLOT, "params": {"slot": "20240115121500"}}).get_json()["job_id"]
+    monkeypatch.setenv("TRIBUTARY_API_KEYS", hash_api_key("k-right-0123456789"))  # auth "auto" turns on
+    reset_settings()
+    keyed = create_app("api", str(FUNCTIONS / "api.py")).test_client()
+    for headers in ({}, {"X-API-Key": "k-wrong-0123456789"}):
+        for path in (f"/v1/jobs/{job_id}:retry", f"/v1/jobs/{queued_id}:cancel", "/v1/queues/gdelt:resume",
+                     "/v1/queues/gdelt:purge"):  # fmt: skip
+            r = keyed.post(path, headers=headers)
+            assert r.status_code == 401 and r.get_json()["error"]["code"] in {"missing_credentials", "invalid_api_key"}
+    assert (get_job(job_id).status, get_job(queued_id).status) == ("failed", "queued")
+    assert len(task_names()) == 2, "nothing purged"
+    ok = keyed.post(f"/v1/jobs/{job_id}:retry", headers={"X-API-Key": "k-right-0123456789"})
+    assert ok.status_code == 202 and ok.get_json()["run"] == 2

@@ -225,3 +225,12 @@ def test_event_round_trips_as_a_cloudevent() -> None:
     assert back == e
     ce = e.to_cloudevent()
     assert ce["type"] == "dev.tributary.job.succeeded" and ce["specversion"] == "1.0"
+
+
+def test_a_batch_with_a_cancelled_job_ends_not_succeeded() -> None:
+    from common.core.batches import overall
+
+    base = {"queued": 0, "running": 0, "succeeded": 2, "failed": 0}
+    assert overall({**base, "cancelled": 1}, 3) == "failed"
+    assert overall({**base, "cancelled": 0}, 2) == "succeeded"
+    assert overall(base, 2) == "succeeded", "counts without the key (older callers) still work"
