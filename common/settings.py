@@ -142,6 +142,14 @@ class Settings(BaseModel):
     embedded_workers: int = Field(8, ge=1, le=256)
     # Whether the embedded bus also runs the load stage for each event (as the load function does on Pub/Sub).
     embedded_load: bool = True
+    # The Celery executor's Redis broker (and result backend).
+    celery_broker_url: str = "redis://127.0.0.1:6379/0"
+    # Seconds an unacknowledged Celery task waits before Redis hands it to another worker (a worker killed
+    # mid-task): longer than the longest dispatch deadline (30 min), or long tasks would run twice.
+    celery_visibility_timeout: float = Field(3600.0, gt=0.0)
+    # Seconds a task id stays known to the Celery dispatcher, so a duplicate enqueue is refused (Cloud Tasks
+    # remembers a task name about an hour).
+    celery_dedup_ttl: float = Field(3600.0, gt=0.0)
 
     @field_validator("oidc_allowed_service_accounts", "oidc_audience", "api_keys", mode="before")
     @classmethod

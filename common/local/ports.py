@@ -20,6 +20,7 @@ DEFAULT_PORTS = {
     "load": 8083,
     "gcs": 9023,
     "bigquery": 9050,
+    "redis": 6379,
 }
 
 

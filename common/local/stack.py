@@ -22,6 +22,7 @@ from common.core.errors import ConfigError
 from common.gcp import clients, names
 from common.gcp.pubsub import status_push_subscription
 from common.gcp.secrets import env_name, local_file
+from common.local.celery_stack import celery_dispatch, start_redis, start_worker, worker_ready
 from common.local.emulators.oidc import LocalSigner
 from common.local.ports import DEFAULT_PORTS, free_port, port_free
 from common.local.processes import (
@@ -183,6 +184,9 @@ class Stack:
                 key,
             )
             self.env = self._function_env(Path(key))
+            if celery_dispatch({**os.environ, **self.env}):  # the rollback flag: Celery on Redis, not Cloud Tasks
+                progress("starting Redis for the Celery executor")
+                self.env.update(start_redis(self, host))
             self._wait("tasks", grpc_ready(p["tasks"]), "the Tasks emulator")
             self._wait("certs", tcp_ready(p["certs"]), "the OIDC certs server")
             if self.config.bigquery:
@@ -237,6 +241,9 @@ class Stack:
             self._wait("api", http_ready(f"http://{host}:{p['api']}/healthz"), "the api function")
             if self._replay:
                 self._wait("replay", tcp_ready(p["replay"]), "the replay server")
+            if celery_dispatch(self.env):
+                progress("starting the Celery worker")
+                start_worker(self, self.env)
             if self.config.scheduler:
                 progress("syncing the schedules into the Scheduler emulator")
                 self._sync_schedules()
@@ -274,6 +281,8 @@ class Stack:
             out["scheduler_rest_url"] = f"http://{host}:{p['scheduler_rest']}"
         if self._replay:
             out["replay_url"] = f"http://{host}:{p['replay']}"
+        if "TRIBUTARY_CELERY_BROKER_URL" in self.env:
+            out["celery_broker_url"] = self.env["TRIBUTARY_CELERY_BROKER_URL"]
         return out
 
     def _function_env(self, key_file: Path) -> dict[str, str]:
@@ -353,10 +362,13 @@ class Stack:
             ConfigError: it did not come back within the startup timeout.
         """
         argv, env = self._commands[name]
+        ready = worker_ready(self._log(name)) if name == "worker" else None  # no port: its log says when
         self._spawn(name, [*argv, *(extra_args or [])], env)
         self._commands[name] = (argv, env)  # extra_args are for this run only
-        host, port = self.config.host, self.ports[name]
-        if name in ("pubsub", "firestore"):
+        host, port = self.config.host, self.ports.get(name, 0)
+        if ready is not None:
+            check = ready
+        elif name in ("pubsub", "firestore"):
             check = http_ready(f"http://{host}:{port}/")
         elif name == "api":
             check = http_ready(f"http://{host}:{port}/healthz")

@@ -15,9 +15,17 @@ REPO = Path(__file__).resolve().parents[2]
 #: samples (``common.ops``, ``common.local``, ``scheduler``) never ship; the layer contracts in pyproject.toml
 #: (``make lint``) keep the runtime from importing them.
 PACKAGES = ("common", "functions")
-COMMON_PARTS = ("__init__.py", "py.typed", "settings.py", "core", "sources", "gcp", "runtime")
+COMMON_PARTS = ("__init__.py", "py.typed", "settings.py", "core", "sources", "gcp", "celeryq", "runtime")
 #: The import paths a staged tree holds (a source registered with TRIBUTARY_EXTRA_SOURCES must live under one).
-STAGED_MODULES = ("functions", "common.settings", "common.core", "common.sources", "common.gcp", "common.runtime")
+STAGED_MODULES = (
+    "functions",
+    "common.settings",
+    "common.core",
+    "common.sources",
+    "common.gcp",
+    "common.celeryq",
+    "common.runtime",
+)
 STAGE_IGNORE = ("__pycache__", "*.pyc", "*.pyo", ".mypy_cache", ".pytest_cache", ".ruff_cache")
 ENTRY_POINTS = ("api", "ingest", "status", "load")
 

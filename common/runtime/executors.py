@@ -37,7 +37,7 @@ __all__ = [
 DISPATCHERS: dict[str, str] = {
     "cloudtasks": "common.gcp.executor:dispatcher",
     "embedded": "common.embedded:dispatcher",
-    # Another executor is one line here, e.g. "celery": "<its module>:<factory taking the settings>".
+    "celery": "common.celeryq:dispatcher",
 }
 #: Events adapters: where job events go. Factories take the settings and the status consumer.
 EVENTS: dict[str, str] = {

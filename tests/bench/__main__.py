@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-MEASURES = ("P1", "P2", "P3", "P4", "P5", "P6", "P8")
+MEASURES = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8")
 
 
 def registry() -> dict[str, Callable[..., object]]:
@@ -32,6 +32,7 @@ def registry() -> dict[str, Callable[..., object]]:
     from tests.bench.p4_stack import p4_stack
     from tests.bench.p5_enqueue import p5_enqueue
     from tests.bench.p6_embedded import p6_embedded, p8_backfill
+    from tests.bench.p6_p7_celery import p6_p7_celery
 
     return {
         "P1": p1_ingest,
@@ -40,6 +41,7 @@ def registry() -> dict[str, Callable[..., object]]:
         "P4": p4_stack,
         "P5": p5_enqueue,
         "P6": p6_embedded,
+        "P7": p6_p7_celery,
         "P8": p8_backfill,
     }
 

@@ -19,7 +19,10 @@ from typing import Any
 
 import orjson
 
-from tests.bench.core import Context, Row, Section, measure
+from tests.bench.core import Context, Ratio, Row, Section, measure, measure_interleaved
+
+#: P6's goal: the embedded executor at least twice a bare Celery worker's no-op rate.
+GOAL = 2.0
 
 #: Worker threads of the embedded executor under test (the default of TRIBUTARY_EMBEDDED_WORKERS).
 WORKERS = 8
@@ -78,21 +81,42 @@ def embedded_noop_jobs(n: int, workdir: Path, *, workers: int = WORKERS, timeout
 
 
 def p6_embedded(ctx: Context) -> Section:
-    sec = Section("P6", "Embedded executor: no-op jobs through SQLite state")
+    """P6: no-op jobs through the embedded executor against a bare Celery + Redis worker, interleaved."""
+    from common.core.errors import ConfigError
+    from common.local.redis import RedisServer
+    from tests.bench.p6_p7_celery import bare_celery, bare_celery_noop_seconds
+
+    sec = Section("P6", "Embedded executor against bare Celery: no-op jobs through SQLite state")
     n = 200 if ctx.quick else 1_000
+    cores = os.cpu_count() or 1
     embedded_noop_jobs(50, ctx.workdir)  # warm-up: imports, the first SQLite file
-    rate = measure(lambda: embedded_noop_jobs(n, ctx.workdir), ctx.reps(3, 1), unit="jobs/s")
+    ours = lambda: n / embedded_noop_jobs(n, ctx.workdir)  # noqa: E731 (seconds of one run)
+    try:
+        with RedisServer() as redis, bare_celery(ctx, redis.url, cores) as app:
+            bare_celery_noop_seconds(app, min(n, 200))  # warm-up of the pool, its imports and connections
+            seconds = measure_interleaved(
+                {"ours": ours, "peer": lambda: bare_celery_noop_seconds(app, n)}, ctx.reps(3, 1)
+            )
+    except ConfigError as exc:  # no redis-server: the embedded figure alone, and why
+        rate = measure(lambda: embedded_noop_jobs(n, ctx.workdir), ctx.reps(3, 1), unit="jobs/s")
+        sec.rows.append(Row("P6", f"{n:,} no-op jobs, embedded, {WORKERS} workers", rate.fmt(), "", "",
+                            f"≥{GOAL:.0f}x bare Celery (peer not measured: {exc})", None))  # fmt: skip
+        return sec
+    rates = {name: st.map(lambda t: n / t, "jobs/s" if name == "ours" else "tasks/s") for name, st in seconds.items()}
+    r = Ratio.of(rates["ours"], rates["peer"])
     sec.rows.append(
-        Row("P6", f"{n:,} no-op jobs, embedded, {WORKERS} workers", rate.fmt(), "", "", "— (P4 is the emulated stack)",
-            None)
+        Row("P6", f"{n:,} no-op jobs, embedded ({WORKERS} workers) vs bare Celery + Redis ({cores} processes)",
+            rates["ours"].fmt(), rates["peer"].fmt(), r.fmt(), f"≥{GOAL:.0f}x bare Celery", r.value >= GOAL)
     )  # fmt: skip
     sec.method = (
-        f"In this process: `tributary serve`'s executor (`common.runtime.worker.Executor`, {WORKERS} worker "
-        "threads) on a fresh SQLite file (WAL) per run. The main thread calls the api's `submit` for each "
+        f"**ours**: in this process, `tributary serve`'s executor (`common.runtime.worker.Executor`, {WORKERS} "
+        f"worker threads) on a fresh SQLite file (WAL) per run. The main thread calls the api's `submit` for each "
         f"of {n:,} no-op jobs (validate, create the job, enqueue its task) while the workers claim and run them; "
-        "each job's `started` and `succeeded` events go through the embedded bus's outbox into the job. The "
-        "clock runs from the first submit to the last job seen `succeeded`. Nothing is fetched; a no-op job "
-        "still writes its (empty) raw and Parquet objects to a local folder."
+        "each job's `started` and `succeeded` events go through the embedded bus's outbox into the job. The clock "
+        "runs from the first submit to the last job seen `succeeded`. Nothing is fetched; a no-op job still writes "
+        f"its (empty) raw and Parquet objects to a local folder. **peer**: a bare Celery worker "
+        f"(`tests.bench.celery_bare`, prefork, concurrency {cores}, `acks_late`) on a Redis of its own, {n:,} "
+        "no-op tasks sent and every result read back. Runs are interleaved after a warm-up of each."
     )
     return sec
 

@@ -481,11 +481,11 @@ def test_stage_writes_main_and_pinned_requirements(staged: Path) -> None:
 
 @pytest.mark.parametrize("function", ["api", "ingest", "status", "load"])
 def test_a_staged_function_holds_only_what_it_runs(function: str, tmp_path: Path) -> None:
-    """settings, core, sources, gcp and runtime: no emulator, local stack, CLI, deploy plan or samples."""
+    """settings, core, sources, gcp, celeryq and runtime: no emulator, local stack, CLI, deploy plan or samples."""
     tree = deploy_plan.stage(function, tmp_path / function)
     assert sorted(p.name for p in tree.iterdir()) == ["common", "functions", "main.py", "requirements.txt"]
     assert sorted(p.name for p in (tree / "common").iterdir()) == sorted(
-        ["__init__.py", "py.typed", "settings.py", "core", "sources", "gcp", "runtime"]
+        ["__init__.py", "py.typed", "settings.py", "core", "sources", "gcp", "celeryq", "runtime"]
     )
     shipped = {p.relative_to(tree).as_posix() for p in tree.rglob("*")}
     for absent in ("emulators", "samples", "stack.py", "cli", "deploy_plan.py", "recorded.py", "scheduler"):

@@ -21,6 +21,7 @@ from common.ops.cli.jobs import backfill_cmd, follow, jobs_app, sources_cmd
 from common.ops.cli.operations import demo, dlq_app, reap_cmd, secrets_app
 from common.ops.cli.queues import queues_app
 from common.ops.cli.warehouse import query_cmd
+from common.ops.cli.worker import worker_cmd
 
 __all__ = ["api_url", "app", "follow"]
 
@@ -72,3 +73,4 @@ app.command("backfill")(backfill_cmd)
 app.command("reap")(reap_cmd)
 app.add_typer(dlq_app, name="dlq")
 app.command("query")(query_cmd)
+app.command("worker")(worker_cmd)

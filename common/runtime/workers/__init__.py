@@ -1,0 +1,1 @@
+"""Executors that run ingest tasks outside Cloud Functions (the Celery worker)."""
