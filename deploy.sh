@@ -37,7 +37,8 @@ Options:
   --no-schedules           do not sync Cloud Scheduler
   -h, --help               this help
 
-Environment: TRIBUTARY_PYTHON (default: .venv/bin/python, else python3).
+Environment: TRIBUTARY_PYTHON (default: .venv/bin/python, else python3); TRIBUTARY_RETENTION_DAYS (days
+jobs, event markers and parts are kept before Firestore's TTL deletes them; default 90).
 EOF
 }
 

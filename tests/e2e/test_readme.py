@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -37,14 +38,32 @@ def test_the_readme_examples_run(tmp_path: Path) -> None:
     env["TRIBUTARY_NO_SECRET_MANAGER"] = "1"
     try:
         for index, block in enumerate(runnable_blocks(README.read_text())):
-            done = subprocess.run(
-                ["bash", "-euo", "pipefail", "-c", block],
-                cwd=tmp_path,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=BLOCK_TIMEOUT,
-            )
-            assert done.returncode == 0, f"README block {index} failed:\n{block}\n{done.stdout}\n{done.stderr}"
+            returncode, output = run_block(block, tmp_path, env)
+            assert returncode == 0, f"README block {index} failed:\n{block}\n{output}"
     finally:
-        subprocess.run(["tributary", "dev", "down"], cwd=tmp_path, env=env, capture_output=True, timeout=60)
+        subprocess.run(["tributary", "dev", "down"], cwd=tmp_path, env=env, capture_output=True, timeout=120)
+
+
+def run_block(block: str, cwd: Path, env: dict[str, str]) -> tuple[int | None, str]:
+    """Run one block in its own process group; past the timeout, interrupt it as Ctrl-C would (so a
+    ``tributary dev up`` still starting stops what it started) before giving up on it."""
+    proc = subprocess.Popen(
+        ["bash", "-euo", "pipefail", "-c", block],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=BLOCK_TIMEOUT)
+        return proc.returncode, output
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            output, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            output, _ = proc.communicate()
+        return None, f"timed out after {BLOCK_TIMEOUT} s\n{output}"

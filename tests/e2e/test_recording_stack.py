@@ -13,6 +13,7 @@ from common.gcp.secrets import env_name
 from common.local.recorded import ReplayServer
 from common.local.samples import materialize
 from common.local.stack import Stack, StackConfig
+from tests.e2e.test_samples import submit
 
 pytestmark = pytest.mark.e2e
 KEY = "fred-key-never-written"
@@ -27,7 +28,7 @@ def test_a_stack_records_what_its_jobs_fetch(tmp_path: Path, monkeypatch: pytest
         state = stack.up()
         try:
             with httpx.Client(base_url=state.endpoints["api_url"], timeout=30) as api:
-                job_id = api.post("/v1/jobs", json={"source": "fred", "params": {"series": ["DFF"]}}).json()["job_id"]
+                job_id = submit(api, {"source": "fred", "params": {"series": ["DFF"]}})["job_id"]
                 deadline = time.monotonic() + 90
                 while (job := api.get(f"/v1/jobs/{job_id}").json())["status"] not in ("succeeded", "failed"):
                     assert time.monotonic() < deadline, job

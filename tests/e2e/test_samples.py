@@ -15,8 +15,9 @@ from common.local.stack import Stack, StackConfig
 from common.sources import all_sources
 
 pytestmark = pytest.mark.e2e
-#: Seconds every default job may take together; production pacing made ReliefWeb alone take minutes.
-BUDGET = 90.0
+#: Seconds every default job may take together, on a loaded machine too (production pacing made ReliefWeb alone
+#: take 229 s; the queue rates themselves are asserted below).
+BUDGET = 180.0
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     state = s.up()
     yield s, state
     s.down()
+
+
+def submit(api: httpx.Client, body: dict, attempts: int = 3) -> dict:
+    """POST a job; a 503 (the Firestore emulator slow to answer on a loaded machine) is tried again."""
+    for _ in range(attempts):
+        r = api.post("/v1/jobs", json=body)
+        if r.status_code != 503:
+            break
+        time.sleep(2)
+    assert r.status_code == 202, r.text
+    return dict(r.json())
 
 
 def test_local_queues_are_fast_and_keep_the_declared_limits() -> None:
@@ -42,9 +54,7 @@ def test_every_source_succeeds_with_its_default_params(stack) -> None:
     with httpx.Client(base_url=state.endpoints["api_url"], timeout=30) as api:
         jobs = {}
         for source in all_sources():
-            r = api.post("/v1/jobs", json={"source": source.name, "params": {}})
-            assert r.status_code == 202, r.text
-            jobs[source.name] = r.json()["job_id"]
+            jobs[source.name] = submit(api, {"source": source.name, "params": {}})["job_id"]
         deadline, done = time.monotonic() + BUDGET, {}
         while len(done) < len(jobs) and time.monotonic() < deadline:
             for name, job_id in jobs.items():
