@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -65,6 +66,9 @@ class Job(BaseModel):
     decided_by: str | None = None
     #: What the load stage did with the outputs (common.runtime.load): status, rows, bytes, tables.
     load: dict[str, Any] | None = None
+    #: What the ingest measured for the deciding attempt (CPU seconds, wall seconds, peak RSS bytes): the
+    #: compute of the job's cost (common.core.cost), the rest of which is counted from the fields above.
+    usage: dict[str, float] | None = None
 
     def public(self) -> dict[str, Any]:
         """The JSON the API answers with."""
@@ -74,6 +78,18 @@ class Job(BaseModel):
 #: What job and batch ids look like (task-safe). Anything else names nothing, and Firestore refuses ids
 #: like "__x__" with an error rather than "not found" (docs/google-quirks.md).
 ID_RE = re.compile(r"^(?!__.*__$)[A-Za-z0-9_-]{1,200}$")
+
+
+def summed_usage(usages: Iterable[dict[str, float] | None]) -> dict[str, float] | None:
+    """The parts' measured usage as one: seconds added, the largest peak memory; None without any."""
+    known = [u for u in usages if u]
+    if not known:
+        return None
+    out: dict[str, float] = {}
+    for u in known:
+        for key, value in u.items():
+            out[key] = max(out.get(key, 0.0), value) if key == "peak_rss_bytes" else out.get(key, 0.0) + value
+    return out
 
 
 def is_valid_id(value: str) -> bool:
@@ -147,10 +163,11 @@ def apply_event(job: Job, event: Event) -> Job | None:
         case EventType.succeeded if key > _current_key(job):
             new.decided_by, new.status, new.finished_at = key, JobStatus.succeeded, event.time
             new.records, new.bytes, new.outputs = data.records, data.bytes, list(data.outputs)
-            new.error = None
+            new.error, new.usage = None, data.usage
         case EventType.failed if key > _current_key(job):
             new.decided_by, new.status, new.finished_at = key, JobStatus.failed, event.time
             new.error = JobError(**(data.error or {"kind": "permanent", "message": "failed"}))
+            new.usage = data.usage
     if new.status is JobStatus.succeeded and new.progress is not None:
         new.progress.done = new.progress.total
     return None if new == job else new

@@ -24,9 +24,10 @@ from common.core.schema import arrow_schema
 from common.core.warehouse import hive_partition
 from common.gcp.firestore import source_state
 from common.gcp.objects import OutputStore, output_store
-from common.gcp.pubsub import publish
+from common.gcp.pubsub import publish as publish_event
 from common.gcp.secrets import get_secret
 from common.gcp.tasks import TaskPayload, enqueue
+from common.runtime import usage
 from common.runtime.logs import bind_job
 from common.sources import get_source
 from common.sources.base import Context, Part, Source
@@ -74,8 +75,14 @@ class TaskOutcome:
     body: dict[str, Any] = field(default_factory=dict)
 
 
+def publish(event: Event) -> None:
+    """Publish ``event`` with what this task used so far (its cost's compute, ``common.runtime.usage``)."""
+    publish_event(usage.stamp(event))
+
+
 def run_task(payload: TaskPayload, delivery: Delivery, *, store: OutputStore | None = None) -> TaskOutcome:
     """Run one delivery of an ingest task and publish what happened. Never raises for ingestion errors."""
+    usage.start()
     source = get_source(payload.source)
     data = EventData(job_id=payload.job_id, source=source.name, attempt=delivery.attempt)
     bind_job(job_id=payload.job_id, source=source.name, attempt=delivery.attempt)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from common.gcp.firestore import indexes, jobs, sources
+from common.gcp.firestore import indexes, jobs, reads, sources
 from common.gcp.firestore.indexes import INDEXES, Index, covers, needed
 
 REPOS = Path(indexes.__file__).parent
@@ -81,7 +81,7 @@ def walked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str, ...], 
         def collection(self, name: str) -> Recorder:
             return Recorder(log, name)
 
-    for module in (jobs, sources):
+    for module in (jobs, sources, reads):
         monkeypatch.setattr(module, "db", lambda: Db())
     for size in range(len(indexes.JOB_FILTERS) + 1):
         for combo in itertools.combinations(indexes.JOB_FILTERS, size):
@@ -89,6 +89,8 @@ def walked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str, ...], 
             jobs.count_by(dict.fromkeys(combo, "x"))  # batch progress
     jobs.count_parts("j")
     sources.last_runs("gdelt")
+    reads.recent_batches(5)  # the console's lists
+    reads.recent_jobs(5)
     return log
 
 
@@ -115,7 +117,7 @@ def test_no_query_builder_is_left_out_of_the_walk() -> None:
         for path in REPOS.glob("*.py")
         if path.name != "indexes.py"
     }
-    assert {k: v for k, v in sites.items() if v} == {"jobs.py": 3, "sources.py": 3}
+    assert {k: v for k, v in sites.items() if v} == {"jobs.py": 3, "sources.py": 3, "reads.py": 2}
 
 
 def test_equality_only_and_single_order_queries_need_no_composite_index() -> None:

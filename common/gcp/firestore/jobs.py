@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from common.core.events import Event, EventData, EventType
-from common.core.jobs import Job, JobStatus, Progress, apply_event, is_valid_id, outcome_key
+from common.core.jobs import Job, JobStatus, Progress, apply_event, is_valid_id, outcome_key, summed_usage
 from common.gcp.firestore.query import bounded_call, count, db
+from common.gcp.firestore.reads import marker as marker_of
 from common.gcp.firestore.sources import run_record, run_ref, update_source
 from common.gcp.names import EVENTS, JOBS, PARTS
 
@@ -108,7 +109,7 @@ def record_event(event: Event) -> Job | None:
             return None, False  # an event of another source's job id: as foreign as an unknown id
         if marker.exists:
             return job, False
-        transaction.set(marker_ref, {"type": event.type.value, "time": event.time.isoformat()})
+        transaction.set(marker_ref, marker_of(event))  # type, time, attempt, error: the console's timeline
         if event.type is EventType.progress and event.data.part:
             transaction.set(job_ref.collection(PARTS).document(event.data.part), event.data.model_dump(mode="json"))
             if job.status is JobStatus.running and job.progress and job.progress.total > 1:
@@ -177,6 +178,7 @@ def finish_if_complete(job_id: str) -> Job | None:
                 outputs=sorted({o for p in parts for o in p.get("outputs", [])}),
                 watermark=max(watermarks) if watermarks else None,
                 cursors=cursors,
+                usage=summed_usage(p.get("usage") for p in parts),
             ),
             seq="parts",
         )

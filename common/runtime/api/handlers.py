@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from common.core.cost import job_cost
 from common.core.errors import BadParams
 from common.core.jobs import Job, JobStatus, job_id_for
 from common.gcp import firestore, tasks
@@ -185,7 +186,7 @@ def get_job(*, job_id: str, **_: Any) -> Response:
     job = firestore.get_job(job_id)
     if job is None:
         raise ApiError(404, "job_not_found", f"no job {job_id!r}", field="job_id")
-    return job.public(), 200, {}
+    return {**job.public(), "cost": job_cost(job)}, 200, {}
 
 
 def list_jobs(*, query: dict[str, str], **_: Any) -> Response:
