@@ -19,7 +19,16 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from common.core.jobs import Job, JobStatus
-from common.core.prices import AS_OF, PRICES, PUBSUB_MIN_BYTES
+from common.core.prices import (
+    AS_OF,
+    E2_MEDIUM_HOUR,
+    HOURS_PER_MONTH,
+    MEMORYSTORE_BASIC_GB_HOUR,
+    PRICES,
+    PUBSUB_MIN_BYTES,
+    SCHEDULER_FREE_JOBS,
+    SCHEDULER_JOB_MONTH,
+)
 
 #: Subscriptions every event is delivered to: the status function's and the load function's.
 SUBSCRIPTIONS = 2
@@ -172,3 +181,15 @@ def rollup(jobs: Iterable[Job]) -> dict[str, Any]:
             for month, (n, u) in sorted(months.items(), reverse=True)
         ],
     }
+
+
+def idle_month(scheduler_jobs: int) -> float:
+    """What a deployment costs in a month when nothing is ingested: its Cloud Scheduler jobs beyond the free ones
+    (functions scale to zero; the reaper's runs and reads stay inside the free tiers; docs/cost.md)."""
+    return max(scheduler_jobs - SCHEDULER_FREE_JOBS, 0) * SCHEDULER_JOB_MONTH
+
+
+def celery_month() -> float:
+    """The fixed monthly cost of a small Celery + Redis setup on Google Cloud: one e2-medium worker VM (beat on
+    it too) and a 1 GB Basic Memorystore for Redis, running all month whether or not anything is ingested."""
+    return (E2_MEDIUM_HOUR + MEMORYSTORE_BASIC_GB_HOUR * 1) * HOURS_PER_MONTH

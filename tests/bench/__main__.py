@@ -1,4 +1,4 @@
-"""``make bench``: run the benchmarks P1-P5, print the table, write BENCHMARKS.md.
+"""``make bench``: run the benchmarks P1-P6, print the table, write BENCHMARKS.md.
 
     python -m tests.bench                      # everything, then BENCHMARKS.md (about 6-9 minutes on 2 cores)
     python -m tests.bench --only P1,P3 --quick # fast iteration: fewer runs, smaller sizes, nothing written
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-MEASURES = ("P1", "P2", "P3", "P4", "P5")
+MEASURES = ("P1", "P2", "P3", "P4", "P5", "P6")
 
 
 def registry() -> dict[str, Callable[..., object]]:
@@ -31,8 +31,9 @@ def registry() -> dict[str, Callable[..., object]]:
     from tests.bench.p3_memory import p3_memory
     from tests.bench.p4_stack import p4_stack
     from tests.bench.p5_enqueue import p5_enqueue
+    from tests.bench.p6_cost import p6_cost
 
-    return {"P1": p1_ingest, "P2": p2_coldstart, "P3": p3_memory, "P4": p4_stack, "P5": p5_enqueue}
+    return {"P1": p1_ingest, "P2": p2_coldstart, "P3": p3_memory, "P4": p4_stack, "P5": p5_enqueue, "P6": p6_cost}
 
 
 def main(argv: list[str] | None = None) -> int:

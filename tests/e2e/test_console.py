@@ -150,6 +150,12 @@ def test_a_job_submitted_from_the_cli_turns_succeeded_without_a_reload(page: Pag
     p.screenshot(path=str(SHOTS / "job.png"), full_page=True)
     assert page.errors == []
 
+    # The same cost in the API's answer and in the CLI.
+    cost = httpx.get(f"{stack.endpoints['api_url']}/v1/jobs/{job_id}", timeout=30).json()["cost"]
+    assert cost["usage"]["pubsub_messages"] == 2 and cost["usage"]["vcpu_seconds"] > 0, cost["usage"]
+    printed = cli(stack, "jobs", "cost", job_id, "--api-url", stack.endpoints["api_url"])
+    assert "Firestore document reads" in printed and f"{cost['total_usd']:.7f}" in printed
+
 
 def test_filters_filter(page: Page, stack: Any) -> None:
     job_id = submit_from_cli(stack, "fred")
