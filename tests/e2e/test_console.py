@@ -38,7 +38,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SHOTS = REPO / ".tributary" / "console"
-TIMEOUT_MS = 90_000
+TIMEOUT_MS = 150_000
 PAGES = ("", "/sources", "/batches", "/deadletters", "/charts")
 
 

@@ -167,7 +167,9 @@ function actionButton(label, template, id, { missing, confirmText, done, disable
 const PAGES = {};
 
 PAGES.jobs = async function () {
-  const sources = (await getJSON(api("/v1/sources"))).sources.map((x) => x.name);
+  // The source names for the filter; the table still polls when they could not be read (the API was busy).
+  let sources = [];
+  try { sources = (await getJSON(api("/v1/sources"))).sources.map((x) => x.name); } catch (e) { banner(e.message); }
   const ops = await operations();
   const params = new URLSearchParams(location.search);
   const select = (name, options, label) =>
