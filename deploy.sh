@@ -483,10 +483,11 @@ done
 run_retry gcloud iam service-accounts add-iam-policy-binding "$SA_INVOKER" --project="$PROJECT" \
   --member="serviceAccount:$PUBSUB_AGENT" --role=roles/iam.serviceAccountTokenCreator --condition=None --format=none
 # Tasks are created per queue: the api (jobs, the reaper's re-enqueue) and ingest (parts). The reaper,
-# which runs in the api, also lists a queue's tasks before it declares a silent job dead.
+# which runs in the api, also lists a queue's tasks before it declares a silent job dead. The api deletes a
+# cancelled job's tasks, and pauses, resumes and purges a queue (POST /v1/queues/{source}:pause ...).
 for i in "${!Q_NAME[@]}"; do
   for grant in "$SA_API roles/cloudtasks.enqueuer" "$SA_INGEST roles/cloudtasks.enqueuer" \
-    "$SA_API roles/cloudtasks.viewer"; do
+    "$SA_API roles/cloudtasks.viewer" "$SA_API roles/cloudtasks.taskDeleter" "$SA_API roles/cloudtasks.queueAdmin"; do
     run_retry gcloud tasks queues add-iam-policy-binding "${Q_NAME[$i]}" --project="$PROJECT" \
       --location="$REGION" --member="serviceAccount:${grant% *}" --role="${grant#* }" --format=none
   done

@@ -38,10 +38,12 @@ def batch_id_for(kind: str, basis: Any) -> str:
 
 
 def overall(c: dict[str, int], total: int) -> str:
-    """One status for a batch: succeeded/failed when every job ended, running once any started."""
-    ended = c["succeeded"] + c["failed"]
+    """One status for a batch: succeeded/failed when every job ended (a cancelled job counts as not succeeded),
+    running once any started."""
+    stopped = c["failed"] + c.get("cancelled", 0)
+    ended = c["succeeded"] + stopped
     if total and ended >= total:
-        return "failed" if c["failed"] else "succeeded"
+        return "failed" if stopped else "succeeded"
     if ended or c["running"]:
         return "running"
     return "queued"

@@ -27,6 +27,8 @@ class EventType(StrEnum):
     retrying = "retrying"
     succeeded = "succeeded"
     failed = "failed"
+    #: Written by the api (``POST /v1/jobs/{id}:cancel``), never published: the operator's stop, final for its run.
+    cancelled = "cancelled"
 
 
 class PartProgress(BaseModel):
@@ -41,6 +43,8 @@ class EventData(BaseModel):
     job_id: str
     source: str
     attempt: int = 1
+    #: Which run of the job (1, then one more per retry): events of another run never change the job.
+    run: int = 1
     records: int = 0
     bytes: int = 0
     outputs: list[str] = Field(default_factory=list)
@@ -66,8 +70,12 @@ class Event(BaseModel):
 
     @classmethod
     def make(cls, type: EventType, data: EventData, *, seq: int | str = 0) -> Event:
-        """An event whose id is derived from job, attempt, type and ``seq`` (so redeliveries collapse)."""
-        return cls(id=f"{data.job_id}.{data.attempt}.{type.value}.{seq}", type=type, data=data)
+        """An event whose id is derived from job, run, attempt, type and ``seq`` (so redeliveries collapse).
+
+        The first run's ids are ``job.attempt.type.seq``, as before runs existed; a retry's carry ``r<run>``.
+        """
+        run = f"r{data.run}." if data.run > 1 else ""
+        return cls(id=f"{data.job_id}.{run}{data.attempt}.{type.value}.{seq}", type=type, data=data)
 
     def to_cloudevent(self) -> dict[str, Any]:
         """The structured-mode CloudEvent (a JSON-ready dict)."""

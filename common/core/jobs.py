@@ -1,4 +1,5 @@
-"""The job model and its state machine: ``queued → running → succeeded | failed``, monotonic, order-independent."""
+"""The job model and its state machine: ``queued → running → succeeded | failed | cancelled``, monotonic,
+order-independent, per run (a retry is a new run of the same job)."""
 
 from __future__ import annotations
 
@@ -12,20 +13,27 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, Field
 
-from common.core.events import Event, EventType
+from common.core.events import Event, EventData, EventType
 
 
 class JobStatus(StrEnum):
-    """Where a job is. ``succeeded`` and ``failed`` are terminal: nothing moves a job out of them."""
+    """Where a job is. ``succeeded``, ``failed`` and ``cancelled`` are terminal: no event moves a job out of them
+    (only a retry, :func:`new_run`, starts a failed or cancelled job again, as a new run)."""
 
     queued = "queued"
     running = "running"
     succeeded = "succeeded"
     failed = "failed"
+    cancelled = "cancelled"
 
     @property
     def terminal(self) -> bool:
-        return self in (JobStatus.succeeded, JobStatus.failed)
+        return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+
+    @property
+    def retryable(self) -> bool:
+        """Whether a retry may run the job again: it failed or was cancelled."""
+        return self in (JobStatus.failed, JobStatus.cancelled)
 
 
 class JobError(BaseModel):
@@ -41,6 +49,18 @@ class Progress(BaseModel):
 
     done: int = 0
     total: int = 0
+
+
+class JobRun(BaseModel):
+    """One run of a job, as its history shows it: the first, then one more per retry."""
+
+    run: int
+    status: JobStatus
+    attempt: int = 0
+    records: int = 0
+    error: JobError | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 class Job(BaseModel):
@@ -69,10 +89,28 @@ class Job(BaseModel):
     #: What the ingest measured for the deciding attempt (CPU seconds, wall seconds, peak RSS bytes): the
     #: compute of the job's cost (common.core.cost), the rest of which is counted from the fields above.
     usage: dict[str, float] | None = None
+    #: The current run: 1, then one more per retry. Events of another run never change the job.
+    run: int = 1
+    #: Every run, oldest first. Stored: the earlier runs; answered (:meth:`public`): the current one too.
+    runs: list[JobRun] = Field(default_factory=list)
+
+    def current_run(self) -> JobRun:
+        """The current run's summary."""
+        return JobRun(
+            run=self.run,
+            status=self.status,
+            attempt=self.attempt,
+            records=self.records,
+            error=self.error,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+        )
 
     def public(self) -> dict[str, Any]:
-        """The JSON the API answers with."""
-        return self.model_dump(mode="json", exclude={"decided_by"})
+        """The JSON the API answers with: ``runs`` lists every run, the current one last."""
+        out = self.model_dump(mode="json", exclude={"decided_by"})
+        out["runs"] = [*out["runs"], self.current_run().model_dump(mode="json")]
+        return out
 
 
 #: What job and batch ids look like (task-safe). Anything else names nothing, and Firestore refuses ids
@@ -111,9 +149,14 @@ def job_id_for(source: str, params: dict[str, Any], idempotency_key: str | None 
     return f"{source}-{digest}"
 
 
-#: How a job's outcome is chosen among conflicting events: a success beats a failure, a failure beats an error
-#: reported while retrying; within one kind the higher attempt, then the later time, then the larger event id.
-_RANK = {EventType.succeeded: 2, EventType.failed: 1, EventType.retrying: 0}
+#: How a job's outcome is chosen among conflicting events of one run: a cancel beats everything (the operator's
+#: stop is final for the run), a success beats a failure, a failure beats an error reported while retrying; within
+#: one kind the higher attempt, then the later time, then the larger event id.
+_RANK = {EventType.cancelled: 3, EventType.succeeded: 2, EventType.failed: 1, EventType.retrying: 0}
+
+
+#: The error of a cancelled run.
+CANCELLED = JobError(kind="permanent", type="Cancelled", message="cancelled by request")
 
 
 def outcome_key(event: Event) -> str:
@@ -126,9 +169,7 @@ def _current_key(job: Job) -> str:
     """The key of what decided ``job`` so far; jobs stored before keys existed rank lowest within their kind."""
     if job.decided_by is not None:
         return job.decided_by
-    if job.status is JobStatus.succeeded:
-        return "2|"
-    return "1|" if job.status is JobStatus.failed else ""
+    return {JobStatus.cancelled: "3|", JobStatus.succeeded: "2|", JobStatus.failed: "1|"}.get(job.status, "")
 
 
 def apply_event(job: Job, event: Event) -> Job | None:
@@ -137,7 +178,12 @@ def apply_event(job: Job, event: Event) -> Job | None:
     Every field is a join over the events seen, so any delivery order of the same events gives the same job
     (tests/unit/test_jobs.py checks every permutation; docs/design.md states the rule):
 
-    - status only moves forward: ``queued → running → succeeded | failed``;
+    - an event of another run than the job's (``event.data.run != job.run``) changes nothing: a retry starts a
+      new run (:func:`new_run`), and a late event of an older run never touches it;
+    - status only moves forward: ``queued → running → succeeded | failed | cancelled``;
+    - a ``cancelled`` event beats every other outcome of its run: whatever arrives later, the job stays
+      cancelled, with the error :data:`CANCELLED` and no records or outputs (parts that landed before the stop
+      stay in storage, not on the job: counting them would depend on the order) and no progress;
     - conflicting terminal events: a success beats a failure (whatever the attempts: its outputs exist);
       between two of a kind the higher attempt wins, then the later time, then the larger event id. Records,
       bytes, outputs, the error and ``finished_at`` come from the winning event (:func:`outcome_key`);
@@ -146,18 +192,24 @@ def apply_event(job: Job, event: Event) -> Job | None:
       a succeeded job's progress is complete.
     """
     data = event.data
+    if data.run != job.run:
+        return None
     new = job.model_copy(deep=True)
     new.attempt = max(job.attempt, data.attempt)
     new.updated_at = max(job.updated_at, event.time)
-    new.started_at = event.time if job.started_at is None else min(job.started_at, event.time)
+    if event.type is not EventType.cancelled:  # a cancel is no sign that the job started
+        new.started_at = event.time if job.started_at is None else min(job.started_at, event.time)
     if data.progress is not None:
         done = max(data.progress.done, job.progress.done if job.progress else 0)
         total = max(data.progress.total, job.progress.total if job.progress else 0)
         new.progress = Progress(done=done, total=total)
-    if new.status is JobStatus.queued:
+    if new.status is JobStatus.queued and event.type is not EventType.cancelled:
         new.status = JobStatus.running
     key = outcome_key(event)
     match event.type:
+        case EventType.cancelled if key > _current_key(job):
+            new.decided_by, new.status, new.finished_at = key, JobStatus.cancelled, event.time
+            new.records, new.bytes, new.outputs, new.error = 0, 0, [], CANCELLED
         case EventType.retrying if data.error is not None and not job.status.terminal and key > _current_key(job):
             new.decided_by, new.error = key, JobError(**data.error)
         case EventType.succeeded if key > _current_key(job):
@@ -170,4 +222,42 @@ def apply_event(job: Job, event: Event) -> Job | None:
             new.usage = data.usage
     if new.status is JobStatus.succeeded and new.progress is not None:
         new.progress.done = new.progress.total
+    if new.status is JobStatus.cancelled:
+        new.progress = None  # what it was when the stop came depends on the order; a stopped run has none
     return None if new == job else new
+
+
+def new_run(job: Job, now: datetime) -> Job:
+    """``job`` run again (a retry): its current run joins the history, and a new run starts ``queued``.
+
+    Raises:
+        ValueError: the job is neither failed nor cancelled (only those may run again).
+    """
+    if not job.status.retryable:
+        raise ValueError(f"job {job.job_id} is {job.status.value}; only a failed or cancelled job can be retried")
+    return job.model_copy(
+        update={
+            "runs": [*job.runs, job.current_run()],
+            "run": job.run + 1,
+            "status": JobStatus.queued,
+            "attempt": 0,
+            "records": 0,
+            "bytes": 0,
+            "outputs": [],
+            "error": None,
+            "progress": None,
+            "started_at": None,
+            "finished_at": None,
+            "decided_by": None,
+            "load": None,
+            "usage": None,
+            "updated_at": max(now, job.updated_at),
+        },
+        deep=True,
+    )
+
+
+def cancel_event(job: Job, now: datetime) -> Event:
+    """The event that cancels the job's current run (one id per run, so a repeated cancel collapses)."""
+    data = EventData(job_id=job.job_id, source=job.source, attempt=0, run=job.run)
+    return Event.make(EventType.cancelled, data, seq="api").model_copy(update={"time": now})

@@ -50,11 +50,15 @@ class TaskPayload(BaseModel):
     params: dict[str, Any]
     #: None for the job's first task (which plans); a part for the tasks a multi-part plan fans out.
     part: Part | None = None
+    #: The job's run this task belongs to (1, then one more per retry); its events carry it.
+    run: int = 1
 
 
-def task_id(job_id: str, part: Part | None = None) -> str:
-    """Deterministic task id: the job id, plus the part key for fanned-out parts."""
+def task_id(job_id: str, part: Part | None = None, run: int = 1) -> str:
+    """Deterministic task id: the job id, then ``--run<N>`` for a retry's run (a queue remembers a deleted task's
+    name for about an hour, so a new run needs new names), then the part key for fanned-out parts."""
+    base = job_id if run <= 1 else f"{job_id}--run{run}"
     if part is None:
-        return job_id
+        return base
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in part.key)
-    return f"{job_id}--{safe}"[:500]
+    return f"{base}--{safe}"[:500]

@@ -6,8 +6,9 @@ enqueue for about an hour; beyond that, the job's Firestore document is what ded
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -17,7 +18,21 @@ from common.gcp.clients import tasks
 from common.settings import settings
 from common.sources.base import Source
 
-__all__ = ["TaskPayload", "enqueue", "enqueue_many", "ensure_queue", "has_task", "queue_path", "task_id", "task_names"]
+__all__ = [
+    "QueueAction",
+    "QueueState",
+    "TaskPayload",
+    "delete_job_tasks",
+    "enqueue",
+    "enqueue_many",
+    "ensure_queue",
+    "has_task",
+    "queue_path",
+    "queue_states",
+    "set_queue_state",
+    "task_id",
+    "task_names",
+]
 
 
 def queue_path(source: str) -> str:
@@ -84,7 +99,7 @@ def enqueue(payload: TaskPayload, source: type[Source] | Source, *, schedule_tim
         http.oidc_token = tasks_v2.OidcToken(service_account_email=s.invoker_service_account)
     deadline = duration_pb2.Duration(seconds=int(source.queue.dispatch_deadline))
     task = tasks_v2.Task(
-        name=names.task_path(payload.source, task_id(payload.job_id, payload.part)),
+        name=names.task_path(payload.source, task_id(payload.job_id, payload.part, payload.run)),
         http_request=http,
         dispatch_deadline=deadline,
     )
@@ -133,3 +148,82 @@ def enqueue_many(
         results = list(pool.map(lambda p: enqueue(p, source), payloads))
     created = sum(results)
     return created, len(results) - created
+
+
+def delete_job_tasks(job_id: str, source: type[Source] | Source) -> int:
+    """Delete every task of the job still in its queue (its first task and its parts, of any run); returns how
+    many. A task that runs or went meanwhile is no error: the ingest checks the job before each part.
+
+    Raises:
+        google.api_core.exceptions.GoogleAPICallError: the queue could not be listed or refused a deletion.
+    """
+    from google.api_core.exceptions import NotFound
+
+    deleted = 0
+    for name in task_names(source):
+        if has_task(job_id, source, [name]):
+            try:
+                tasks().delete_task(name=name)
+                deleted += 1
+            except NotFound:
+                pass
+    return deleted
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """A source's queue as an operator sees it."""
+
+    source: str
+    queue: str
+    state: str  # RUNNING, PAUSED, DISABLED, or MISSING (no such queue)
+    max_dispatches_per_second: float = 0.0
+    max_concurrent_dispatches: int = 0
+
+
+def _state(source: str, queue: Any) -> QueueState:
+    rate = queue.rate_limits
+    return QueueState(
+        source=source,
+        queue=queue.name,
+        state=queue.state.name,
+        max_dispatches_per_second=rate.max_dispatches_per_second,
+        max_concurrent_dispatches=rate.max_concurrent_dispatches,
+    )
+
+
+def queue_states(sources: list[str]) -> list[QueueState]:
+    """The queue of each source; a source without a queue is ``MISSING``. One ``GetQueue`` per source, which the
+    per-queue viewer role allows (listing the location would need a project-wide role).
+
+    Raises:
+        google.api_core.exceptions.GoogleAPICallError: Cloud Tasks could not answer.
+    """
+    from google.api_core.exceptions import NotFound
+
+    out = []
+    for source in sources:
+        try:
+            out.append(_state(source, tasks().get_queue(name=queue_path(source))))
+        except NotFound:
+            out.append(QueueState(source, queue_path(source), "MISSING"))
+    return out
+
+
+QueueAction = Literal["pause", "resume", "purge"]
+
+
+def set_queue_state(source: str, action: QueueAction) -> QueueState | None:
+    """Pause, resume or purge (delete every task of) the source's queue with Cloud Tasks' own calls; None when
+    the source has no queue.
+
+    Raises:
+        google.api_core.exceptions.GoogleAPICallError: Cloud Tasks refused.
+    """
+    from google.api_core.exceptions import NotFound
+
+    call = {"pause": tasks().pause_queue, "resume": tasks().resume_queue, "purge": tasks().purge_queue}[action]
+    try:
+        return _state(source, call(name=queue_path(source)))
+    except NotFound:
+        return None

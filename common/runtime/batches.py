@@ -139,7 +139,7 @@ def describe(batch: Batch) -> dict[str, Any]:
         **batch.model_dump(mode="json", exclude={"reused_ids"}),
         "status": overall(c, batch.total),
         "counts": c,
-        "done": c["succeeded"] + c["failed"],
+        "done": c["succeeded"] + c["failed"] + c["cancelled"],
     }
 
 

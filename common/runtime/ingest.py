@@ -20,9 +20,10 @@ import orjson
 
 from common.core.errors import ConfigError, IngestError, PermanentError, SkippableRecord, TransientError
 from common.core.events import Event, EventData, EventType, PartProgress
+from common.core.jobs import JobStatus
 from common.core.schema import arrow_schema
 from common.core.warehouse import hive_partition
-from common.gcp.firestore import source_state
+from common.gcp.firestore import get_job, source_state
 from common.gcp.objects import OutputStore, output_store
 from common.gcp.pubsub import publish as publish_event
 from common.gcp.secrets import get_secret
@@ -84,8 +85,11 @@ def run_task(payload: TaskPayload, delivery: Delivery, *, store: OutputStore | N
     """Run one delivery of an ingest task and publish what happened. Never raises for ingestion errors."""
     usage.start()
     source = get_source(payload.source)
-    data = EventData(job_id=payload.job_id, source=source.name, attempt=delivery.attempt)
+    data = EventData(job_id=payload.job_id, source=source.name, attempt=delivery.attempt, run=payload.run)
     bind_job(job_id=payload.job_id, source=source.name, attempt=delivery.attempt)
+    if (stopped := stopped_because(payload)) is not None:
+        log.info("job %s: %s; this task does nothing", payload.job_id, stopped)
+        return TaskOutcome(body={"job_id": payload.job_id, "skipped": stopped})
     try:
         secrets = load_secrets(source)
         params = source.validate_params(payload.params, trusted=True)  # our queue's payload, planned by us
@@ -107,9 +111,10 @@ def run_task(payload: TaskPayload, delivery: Delivery, *, store: OutputStore | N
                 _emit(EventType.succeeded, data, result)
                 return TaskOutcome(body={"job_id": payload.job_id, "records": result.records})
             for part in parts:
-                enqueue(
-                    TaskPayload(job_id=payload.job_id, source=source.name, params=payload.params, part=part), source
+                part_task = TaskPayload(
+                    job_id=payload.job_id, source=source.name, params=payload.params, part=part, run=payload.run
                 )
+                enqueue(part_task, source)
             return TaskOutcome(body={"job_id": payload.job_id, "parts": total})
     except TransientError as exc:
         return _transient(exc, data, delivery)
@@ -120,6 +125,25 @@ def run_task(payload: TaskPayload, delivery: Delivery, *, store: OutputStore | N
     except Exception as exc:  # a bug or an unclassified failure: retry within max_attempts, never forever
         log.exception("job %s: unexpected error", payload.job_id)
         return _transient(TransientError(f"internal error: {type(exc).__name__}: {exc}"), data, delivery)
+
+
+def stopped_because(payload: TaskPayload) -> str | None:
+    """Why this task must not run (its job's run was cancelled, or a retry replaced it), else None: the part
+    boundary where a cancel takes effect. A job that is not found runs as before (its events are then ignored);
+    Firestore failing to answer lets the task run: a cancel still wins over its outcome (``apply_event``).
+    """
+    try:
+        job = get_job(payload.job_id, with_progress=False)
+    except Exception as exc:  # the check is a saving, not a guard: correctness rests on the state machine
+        log.warning("job %s: could not read the job before running (%s); running", payload.job_id, exc)
+        return None
+    if job is None:
+        return None
+    if job.run != payload.run:
+        return f"run {payload.run} was replaced by run {job.run} (a retry)"
+    if job.status is JobStatus.cancelled:
+        return f"run {job.run} was cancelled"
+    return None
 
 
 def _transient(exc: TransientError, data: EventData, delivery: Delivery) -> TaskOutcome:

@@ -61,7 +61,7 @@ def reap(*, now: datetime | None = None, dry_run: bool = False) -> list[Reaped]:
         reason = (
             f"no progress for {idle.total_seconds():.0f} s (the {source.name} limit is {limit.total_seconds():.0f} s) "
             "and no attempt is left in the queue: the last attempt stopped without reporting. "
-            "Submit it again with a new Idempotency-Key to retry."
+            f"Retry it with `tributary jobs retry {job.job_id}` (no new Idempotency-Key is needed)."
         )
         out.append(Reaped(job.job_id, "failed", reason))
         if not dry_run:
@@ -69,16 +69,17 @@ def reap(*, now: datetime | None = None, dry_run: bool = False) -> list[Reaped]:
                 job_id=job.job_id,
                 source=job.source,
                 attempt=job.attempt,
+                run=job.run,
                 error={"kind": "permanent", "type": "Reaped", "message": reason},
             )
             jobs_repo.record_event(Event.make(EventType.failed, data, seq="reaper").model_copy(update={"time": now}))
     for job in jobs_repo.list_jobs(status=JobStatus.queued.value, limit=BATCH):
-        if now - job.created_at <= QUEUED_TOO_LONG:
+        queued_at = job.created_at if job.run == 1 else job.updated_at  # a retry's run was queued at the retry
+        if now - queued_at <= QUEUED_TOO_LONG:
             continue
         source = get_source(job.source)
-        created = (
-            False if dry_run else enqueue(TaskPayload(job_id=job.job_id, source=job.source, params=job.params), source)
-        )
+        payload = TaskPayload(job_id=job.job_id, source=job.source, params=job.params, run=job.run)
+        created = False if dry_run else enqueue(payload, source)
         if created or dry_run:
             out.append(Reaped(job.job_id, "re-enqueued", "queued for too long"))
         else:

@@ -85,10 +85,10 @@ def test_measure_helpers_give_medians_spreads_and_paired_ratios() -> None:
 
 
 def test_p6_counts_and_prices_a_job(ctx: Context) -> None:
-    from tests.bench.p6_cost import GOAL_MESSAGES, p6_cost
+    from tests.bench.p6_cost import p6_cost
 
     sec = p6_cost(ctx)
     by_measure = {row.measure: row for row in sec.rows}
-    assert by_measure["Pub/Sub messages per one-part job (published)"].met is (2 <= GOAL_MESSAGES)
+    assert by_measure["Pub/Sub messages per one-part job (published)"].met is True
     assert any(row.ours.startswith("$") for row in sec.rows), "1,000 slot jobs are priced"
     assert "vCPU-s" in next(row.ours for row in sec.rows if "compute measured" in row.measure)

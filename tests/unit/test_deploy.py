@@ -212,6 +212,8 @@ def test_least_privilege_role_bindings(lines: list[str]) -> None:
             (f"ingest-{source.name}", member["api"], "roles/cloudtasks.enqueuer"),
             (f"ingest-{source.name}", member["ingest"], "roles/cloudtasks.enqueuer"),
             (f"ingest-{source.name}", member["api"], "roles/cloudtasks.viewer"),  # the reaper lists tasks
+            (f"ingest-{source.name}", member["api"], "roles/cloudtasks.taskDeleter"),  # a cancel deletes tasks
+            (f"ingest-{source.name}", member["api"], "roles/cloudtasks.queueAdmin"),  # pause, resume, purge
             (f"tributary-ingest-{source.name}", member["invoker"], "roles/run.invoker"),
         }
     assert expected <= found, sorted(expected - found)

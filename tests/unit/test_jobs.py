@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from common.core.events import Event, EventData, EventType, PartProgress
-from common.core.jobs import Job, JobStatus, apply_event, job_id_for
+from common.core.jobs import Job, JobStatus, apply_event, cancel_event, job_id_for, new_run
 
 T0 = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
 
@@ -96,6 +96,7 @@ POOL = [
     ev(EventType.failed, 8, error={"kind": "transient", "message": "gave up"}),
     ev(EventType.succeeded, 9, attempt=2, records=6, bytes=11, outputs=["file:///p2"]),
     ev(EventType.succeeded, 6, records=5, bytes=10, outputs=["file:///p1"]),
+    ev(EventType.cancelled, 10, attempt=0),
 ]
 
 
@@ -107,6 +108,69 @@ def _one_outcome(events: tuple[Event, ...]) -> set[str]:
 def test_every_order_of_every_pair_and_triple_gives_one_job(size: int) -> None:
     for events in itertools.combinations(POOL, size):
         assert len(_one_outcome(events)) == 1, [e.id for e in events]
+
+
+def test_a_cancel_beats_every_outcome_of_its_run_in_any_order() -> None:
+    cancel = ev(EventType.cancelled, 3, attempt=0)
+    for events in itertools.combinations(POOL[:-1], 2):
+        (only,) = _one_outcome((*events, cancel))
+        job = Job.model_validate_json(only)
+        assert job.status is JobStatus.cancelled and job.finished_at == T0 + timedelta(seconds=3), job
+
+
+def test_a_queued_job_cancelled_never_started() -> None:
+    job = replay([ev(EventType.cancelled, 3, attempt=0)])
+    assert (job.status, job.started_at, job.attempt) == (JobStatus.cancelled, None, 0)
+
+
+def run2(etype: EventType, seconds: int, **data) -> Event:
+    return ev(etype, seconds, run=2, **data)
+
+
+def test_a_retry_is_a_new_run_that_events_of_the_old_run_never_change() -> None:
+    """Run 1 failed; the retry starts run 2. Any interleaving of late run-1 events with run 2's gives run 2's job."""
+    first = replay([ev(EventType.started, 1), ev(EventType.failed, 2, error={"kind": "permanent", "message": "key"})])
+    retried = new_run(first, T0 + timedelta(seconds=5))
+    assert (retried.status, retried.run, retried.attempt, retried.error) == (JobStatus.queued, 2, 0, None)
+    old = [POOL[1], POOL[5], POOL[8], POOL[-1]]  # retrying, succeeded (both attempts), cancelled: all of run 1
+    new = [run2(EventType.started, 6), run2(EventType.retrying, 7, error={"kind": "transient", "message": "503"}),
+           run2(EventType.succeeded, 9, attempt=2, records=4, outputs=["file:///r2"])]  # fmt: skip
+    assert {e.id for e in new}.isdisjoint(e.id for e in POOL), "a run's event ids are its own"
+
+    def on(job: Job, events: tuple[Event, ...]) -> str:
+        for e in events:
+            job = apply_event(job, e) or job
+        return job.model_dump_json()
+
+    expected = on(retried, tuple(new))
+    for events in itertools.combinations(old + new, 4):
+        assert {on(retried, order) for order in itertools.permutations(events)} == {
+            on(retried, tuple(e for e in events if e.data.run == 2))
+        }
+    done = Job.model_validate_json(expected)
+    assert (done.status, done.records, done.outputs, done.attempt) == (JobStatus.succeeded, 4, ["file:///r2"], 2)
+    runs = done.public()["runs"]
+    assert [(r["run"], r["status"]) for r in runs] == [(1, "failed"), (2, "succeeded")]
+    assert runs[0]["error"]["message"] == "key" and runs[0]["attempt"] == 1 and runs[1]["attempt"] == 2
+
+
+def test_only_a_failed_or_cancelled_job_can_run_again() -> None:
+    for events in ([], [ev(EventType.started, 1)], [ev(EventType.succeeded, 1)]):
+        with pytest.raises(ValueError, match="only a failed or cancelled job"):
+            new_run(replay(events), T0)
+    cancelled = replay([ev(EventType.started, 1)])
+    cancelled = apply_event(cancelled, cancel_event(cancelled, T0 + timedelta(seconds=2))) or cancelled
+    assert cancelled.status is JobStatus.cancelled
+    again = new_run(new_run_ok := cancelled, T0 + timedelta(seconds=3))
+    assert again.run == 2 and again.runs[0].status is JobStatus.cancelled and new_run_ok.run == 1
+    assert apply_event(again, cancel_event(cancelled, T0 + timedelta(seconds=4))) is None, "run 1's cancel"
+    assert cancel_event(again, T0).id != cancel_event(cancelled, T0).id
+
+
+def test_a_job_stored_before_runs_existed_reads_as_run_one() -> None:
+    job = Job.model_validate({"job_id": "gdelt-x", "source": "gdelt", "status": "failed"})
+    assert job.run == 1 and job.runs == [] and [r["run"] for r in job.public()["runs"]] == [1]
+    assert ev(EventType.started, 1).id == "gdelt-x.1.started.0", "run 1's event ids are unchanged"
 
 
 def test_every_order_of_a_whole_story_gives_one_job() -> None:

@@ -52,7 +52,7 @@ def get_job(job_id: str, *, with_progress: bool = True) -> Job | None:
         return None
     job = _load(snap.to_dict())
     if with_progress and job.progress and job.progress.total > 1 and not job.status.terminal:
-        job.progress = Progress(done=count_parts(job_id), total=job.progress.total)
+        job.progress = Progress(done=count_parts(job_id, job.run), total=job.progress.total)
     return job
 
 
@@ -70,9 +70,18 @@ def list_jobs(
     return [_load(s.to_dict()) for s in query.stream(**bounded_call())]
 
 
-def count_parts(job_id: str) -> int:
-    """How many parts of the job have stored their result (an aggregation query, not a counter)."""
-    return count(document(job_id).collection(PARTS))
+def _parts(job_id: str, run: int) -> Any:
+    """The job's stored parts of ``run``. A retry's parts overwrite the same documents (``parts/{key}``), so
+    from run 2 on only those that carry the run are its own (run 1's never carried one: they are all run 1's)."""
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    parts = document(job_id).collection(PARTS)
+    return parts if run <= 1 else parts.where(filter=FieldFilter("run", "==", run))
+
+
+def count_parts(job_id: str, run: int = 1) -> int:
+    """How many parts of the job's ``run`` have stored their result (an aggregation query, not a counter)."""
+    return count(_parts(job_id, run))
 
 
 def part_update_times(job_id: str) -> list[datetime]:
@@ -107,7 +116,9 @@ def record_event(event: Event) -> Job | None:
         job = _load(job_snap.to_dict())
         if job.source != event.data.source:
             return None, False  # an event of another source's job id: as foreign as an unknown id
-        if marker.exists:
+        if marker.exists or event.data.run != job.run:
+            # A duplicate; or an event of another run (a late one of the run a retry replaced): nothing to do,
+            # and no marker, so that it is never mistaken for one of the current run.
             return job, False
         transaction.set(marker_ref, marker_of(event))  # type, time, attempt, error: the console's timeline
         if event.type is EventType.progress and event.data.part:
@@ -128,6 +139,8 @@ def record_event(event: Event) -> Job | None:
     job, _changed = txn(client.transaction())
     if job is None:
         return None
+    if event.data.run != job.run:
+        return job
     if job.status.terminal and job.decided_by == outcome_key(event):
         # Only the event that decided the outcome moves the source. Outside the job's transaction, so that the
         # source's one document is not read by every event of every job (it was the hot document: lock timeouts
@@ -152,16 +165,19 @@ def finish_if_complete(job_id: str) -> Job | None:
     if not snap.exists:
         return None
     job = _load(snap.to_dict())
-    # A failed job is finished too when every part has landed: a success beats a failure (apply_event).
-    if job.status is JobStatus.succeeded or not job.progress or count_parts(job_id) < job.progress.total:
+    # A failed job is finished too when every part has landed: a success beats a failure (apply_event); a
+    # cancelled one is not (a cancel beats a success).
+    if job.status in (JobStatus.succeeded, JobStatus.cancelled) or not job.progress:
+        return job
+    if count_parts(job_id, job.run) < job.progress.total:
         return job
 
     @fs.transactional
     def txn(transaction: Any) -> Job:
         current = _load(job_ref.get(transaction=transaction, **bounded_call()).to_dict())
-        if current.status is JobStatus.succeeded:
+        if current.status in (JobStatus.succeeded, JobStatus.cancelled) or current.run != job.run:
             return current
-        parts = [p.to_dict() for p in job_ref.collection(PARTS).stream(transaction=transaction, **bounded_call())]
+        parts = [p.to_dict() for p in _parts(job_id, current.run).stream(transaction=transaction, **bounded_call())]
         watermarks = [p["watermark"] for p in parts if p.get("watermark")]
         cursors: dict[str, str] = {}
         for p in parts:
@@ -172,6 +188,7 @@ def finish_if_complete(job_id: str) -> Job | None:
             EventData(
                 job_id=job_id,
                 source=current.source,
+                run=current.run,
                 attempt=max((p.get("attempt", 1) for p in parts), default=1),
                 records=sum(p.get("records", 0) for p in parts),
                 bytes=sum(p.get("bytes", 0) for p in parts),

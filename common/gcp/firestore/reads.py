@@ -17,7 +17,12 @@ def marker(event: Event) -> dict[str, Any]:
     """What the status function keeps of an applied event (``jobs/{id}/events/{event_id}``): enough for a
     timeline (type, time, attempt, error, progress, part, counts), never the outputs list."""
     data = event.data
-    out: dict[str, Any] = {"type": event.type.value, "time": event.time.isoformat(), "attempt": data.attempt}
+    out: dict[str, Any] = {
+        "type": event.type.value,
+        "time": event.time.isoformat(),
+        "run": data.run,
+        "attempt": data.attempt,
+    }
     if data.error is not None:
         out["error"] = data.error
     if data.progress is not None:

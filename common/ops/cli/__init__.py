@@ -19,6 +19,7 @@ from common.ops.cli.emulator import emulator_app
 from common.ops.cli.errors import FriendlyGroup
 from common.ops.cli.jobs import backfill_cmd, follow, jobs_app, sources_cmd
 from common.ops.cli.operations import demo, dlq_app, reap_cmd, secrets_app
+from common.ops.cli.queues import queues_app
 from common.ops.cli.warehouse import query_cmd
 
 __all__ = ["api_url", "app", "follow"]
@@ -49,6 +50,7 @@ def main(
 app.add_typer(dev_app, name="dev")
 app.add_typer(emulator_app, name="emulator")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(queues_app, name="queues")
 app.add_typer(secrets_app, name="secrets")
 app.command("sources")(sources_cmd)
 app.command("demo")(demo)

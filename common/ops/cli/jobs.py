@@ -80,6 +80,29 @@ def jobs_list(
     out.print(table)
 
 
+@jobs_app.command("retry")
+def jobs_retry(
+    job_id: str,
+    wait: Annotated[bool, typer.Option(help="Follow the new run until it ends.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 600,
+    url: ApiUrl = None,
+) -> None:
+    """Run a failed or cancelled job again: the same job id, a new run (`runs` lists every run)."""
+    base = api_url(url)
+    job = call("POST", f"{base}/v1/jobs/{job_id}:retry")
+    if wait:
+        job = follow(base, job["job_id"], timeout=timeout)
+    out.print_json(json.dumps(job))
+    if wait and job["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str, url: ApiUrl = None) -> None:
+    """Cancel a queued or running job: its queued tasks are deleted, a running part finishes, no other starts."""
+    out.print_json(json.dumps(call("POST", f"{api_url(url)}/v1/jobs/{job_id}:cancel")))
+
+
 @jobs_app.command("follow")
 def jobs_follow(job_id: str, timeout: float = 600, url: ApiUrl = None) -> None:
     """Follow a job until it ends; exit 1 unless it succeeded."""
@@ -104,7 +127,7 @@ def follow(base: str, job_id: str, *, timeout: float = 600, interval: float = 0.
             if not console.is_terminal and line != last:  # a log or a pipe gets one line per change
                 console.print(line, highlight=False)
             last = line
-            if job["status"] in ("succeeded", "failed"):
+            if job["status"] in ("succeeded", "failed", "cancelled"):
                 return job
             time.sleep(interval)
     fail(f"job {job_id} still {job.get('status')} after {timeout:.0f} s")

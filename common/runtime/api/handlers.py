@@ -18,6 +18,7 @@ from common.core.cost import job_cost
 from common.core.errors import BadParams
 from common.core.jobs import Job, JobStatus, job_id_for
 from common.gcp import firestore, tasks
+from common.gcp.firestore.runs import WrongState
 from common.runtime import batches, reaper
 from common.runtime.api.models import (
     MAX_BODY,
@@ -30,6 +31,7 @@ from common.runtime.api.models import (
     Response,
     RunDailyRequest,
 )
+from common.runtime.api.operations import rerun
 from common.sources import all_sources, get_source
 from common.sources.base import Source
 
@@ -136,7 +138,9 @@ def submit(
     """Create (or find) the job for these params, write it ``queued``, then enqueue its task.
 
     The job is written before the task, so a GET straight after finds it; a job found ``queued``
-    is enqueued again (the task name makes that a no-op when the first enqueue went through).
+    is enqueued again (the task name makes that a no-op when the first enqueue went through). A job found
+    ``failed`` runs again, as a new run (what ``POST /v1/jobs/{id}:retry`` does); a succeeded, running or
+    cancelled one is answered as it is (a cancel is undone only by an explicit retry).
 
     Raises:
         ApiError: unknown source or invalid params (400), or Cloud Tasks refused the task (503).
@@ -159,9 +163,16 @@ def submit(
         "new" if created else f"existing, {job.status.value}",
         trigger,
     )
+    if job.status is JobStatus.failed:
+        try:
+            job = rerun(job_id) or job
+        except WrongState as exc:  # another caller ran it again first: answer the job as that left it
+            return exc.job, created
+        return job, created
     if job.status is JobStatus.queued:
         try:
-            tasks.enqueue(tasks.TaskPayload(job_id=job_id, source=source.name, params=job.params), source)
+            payload = tasks.TaskPayload(job_id=job_id, source=source.name, params=job.params, run=job.run)
+            tasks.enqueue(payload, source)
         except Exception as exc:  # the job stays queued; a retried POST enqueues it again
             log.exception("enqueue of %s failed", job_id)
             raise ApiError(

@@ -157,6 +157,7 @@ class BatchCounts(Answer):
     running: int
     succeeded: int
     failed: int
+    cancelled: int = 0
 
 
 class BatchOut(Answer):
@@ -237,3 +238,15 @@ class ReaperRun(Answer):
 
 class Health(Answer):
     ok: bool
+
+
+class QueueOut(Answer):
+    source: str
+    queue: str = Field(description="the Cloud Tasks queue's full name")
+    state: str = Field(description="RUNNING, PAUSED, DISABLED, or MISSING (the source has no queue)")
+    max_dispatches_per_second: float
+    max_concurrent_dispatches: int
+
+
+class QueueList(Answer):
+    queues: list[QueueOut]

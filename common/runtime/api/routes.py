@@ -12,6 +12,7 @@ from common.gcp import clients
 from common.runtime.api import backfills
 from common.runtime.api import handlers as h
 from common.runtime.api import models as m
+from common.runtime.api import operations as ops
 from common.runtime.api.models import ApiError, Response, Route
 from common.runtime.api.openapi import document as build_document
 from common.settings import settings
@@ -37,6 +38,31 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "GET", "/v1/jobs/<job_id>", h.get_job, "One job", response=m.JobOut, description="the job and its cost",
         errors=(400, 404, 503),
+    ),
+    Route(
+        "POST", "/v1/jobs/<job_id>:retry", ops.retry, "Run a failed or cancelled job again (a new run)", status=202,
+        response=m.Job, description="the job, queued in its new run; runs lists every run",
+        errors=(404, 409, 503),
+    ),
+    Route(
+        "POST", "/v1/jobs/<job_id>:cancel", ops.cancel, "Cancel a queued or running job", response=m.Job,
+        description="the job, cancelled (a running part finishes; no other part starts)", errors=(404, 409, 503),
+    ),
+    Route(
+        "GET", "/v1/queues", ops.list_queues, "Every source's queue and its state", response=m.QueueList,
+        description="the queues", errors=(503,),
+    ),
+    Route(
+        "POST", "/v1/queues/<source>:pause", ops.pause_queue, "Pause a source's queue (tasks wait, none runs)",
+        response=m.QueueOut, description="the queue", errors=(404, 503),
+    ),
+    Route(
+        "POST", "/v1/queues/<source>:resume", ops.resume_queue, "Resume a paused queue", response=m.QueueOut,
+        description="the queue", errors=(404, 503),
+    ),
+    Route(
+        "POST", "/v1/queues/<source>:purge", ops.purge_queue, "Delete every task of a source's queue",
+        response=m.QueueOut, description="the queue", errors=(404, 503),
     ),
     Route(
         "GET", "/v1/sources", h.list_sources, "Sources and their state", response=m.SourceList,

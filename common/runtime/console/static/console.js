@@ -6,6 +6,7 @@ const UI = new URL(D.ui + "/", location.href);
 const API = new URL("..", UI);
 const POLL_MS = 2000;
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+const RETRYABLE = new Set(["failed", "cancelled"]);
 const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
 const COLORS = { queued: "#9aa5b1", running: "#3b82f6", succeeded: "#16a34a", failed: "#dc2626", cancelled: "#a16207" };
 
@@ -131,6 +132,7 @@ async function operations() {
   const statusParam = (((paths["/v1/jobs"] || {}).get || {}).parameters || []).find((p) => p.name === "status");
   operationsCache = {
     statuses: (statusParam && enumOf(statusParam.schema, doc)) || STATUSES,
+    queues: paths["/v1/queues"] && paths["/v1/queues"].get ? "/v1/queues" : null,
     retry: find(/^\/v1\/jobs\/\{[^}]+\}:retry$/),
     cancel: find(/^\/v1\/jobs\/\{[^}]+\}:cancel$/),
     pause: find(/\/\{[^}]+\}:pause$/),
@@ -247,20 +249,22 @@ PAGES.job = async function () {
       ["batch", j.batch_id ? h("a", { href: ui("/batches/" + encodeURIComponent(j.batch_id)) }, j.batch_id) : "—"],
       ["created", when(j.created_at)], ["started", when(j.started_at)], ["finished", when(j.finished_at)],
       ["duration", duration(j)],
+      ["run", j.run ? `${j.run}${j.runs && j.runs.length > 1 ? ` of ${j.runs.length}` : ""}` : "—"],
       ["progress", j.progress ? `${j.progress.done} / ${j.progress.total} parts` : "—"],
     ];
     const missing = (op) => `not available: the API has no POST /v1/jobs/{id}:${op} yet`;
     put(top,
       h("div", { class: "actions" },
-        actionButton("Retry", ops.retry, id, { missing: missing("retry"), disabledReason: terminal ? null : "the job has not finished", done: () => refreshNow() }),
-        actionButton("Cancel", ops.cancel, id, { missing: missing("cancel"), disabledReason: terminal ? "the job is finished" : null, done: () => refreshNow() })),
+        actionButton("Retry", ops.retry, id, { missing: missing("retry"), disabledReason: RETRYABLE.has(j.status) ? null : "only a failed or cancelled job runs again", done: () => refreshNow() }),
+        actionButton("Cancel", ops.cancel, id, { missing: missing("cancel"), disabledReason: terminal ? `the job is ${j.status}` : null, confirmText: "Cancel this job? Its queued tasks are deleted; a running part finishes.", done: () => refreshNow() })),
       h("dl", { class: "facts" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", { "data-field": k }, v)])),
       j.error ? h("section", {}, h("h2", {}, "Error"), h("pre", { class: "error", id: "error" }, JSON.stringify(j.error, null, 2))) : null,
       h("section", {}, h("h2", {}, "Params"), h("pre", {}, JSON.stringify(j.params, null, 2))),
       h("section", {}, h("h2", {}, "Timeline"), h("ol", { class: "timeline", id: "timeline" },
         h("li", {}, h("time", {}, when(j.created_at)), " ", h("span", { class: "ev queued" }, "created"), ` by ${j.trigger}`),
         data.events.map((e) => h("li", { "data-type": e.type },
-          h("time", {}, when(e.time)), " ", h("span", { class: "ev " + e.type }, e.type), ` attempt ${e.attempt || "?"}`,
+          h("time", {}, when(e.time)), " ", h("span", { class: "ev " + e.type }, e.type),
+          e.run && e.run > 1 ? ` run ${e.run}` : "", e.attempt ? ` attempt ${e.attempt}` : "",
           e.part ? ` part ${e.part}` : "",
           e.progress ? ` (${e.progress.done}/${e.progress.total})` : "",
           e.records ? ` · ${e.records.toLocaleString()} records` : "",
@@ -268,7 +272,12 @@ PAGES.job = async function () {
       h("section", {}, h("h2", {}, "Cost"), costTable(j.cost)),
       h("section", {}, h("h2", {}, "Outputs"), j.outputs.length ? h("ul", { class: "outputs" }, j.outputs.map((o) =>
         h("li", {}, h("a", { href: o }, o)))) : h("p", { class: "muted" }, "none yet")),
-      h("section", {}, h("h2", {}, "Run"), data.run ? h("pre", {}, JSON.stringify(data.run, null, 2)) : h("p", { class: "muted" }, "no run record yet (written when the outcome is decided)")),
+      j.runs && j.runs.length > 1 ? h("section", {}, h("h2", {}, "Runs"), h("table", { id: "runs" },
+        h("thead", {}, h("tr", {}, ["run", "status", "attempt", "records", "started", "finished", "error"].map((c) => h("th", {}, c)))),
+        h("tbody", {}, j.runs.map((r) => h("tr", {}, h("td", {}, r.run), h("td", {}, badge(r.status)), h("td", { class: "num" }, r.attempt),
+          h("td", { class: "num" }, (r.records || 0).toLocaleString()), h("td", {}, when(r.started_at)), h("td", {}, when(r.finished_at)),
+          h("td", { class: "error" }, errorText(r.error))))))) : null,
+      h("section", {}, h("h2", {}, "Run record"), data.run ? h("pre", {}, JSON.stringify(data.run, null, 2)) : h("p", { class: "muted" }, "no run record yet (written when the outcome is decided)")),
       j.load ? h("section", {}, h("h2", {}, "Load"), h("pre", {}, JSON.stringify(j.load, null, 2))) : null);
   };
   const refresh = async () => render(await getJSON(ui("/data/jobs/" + encodeURIComponent(id))));
@@ -282,25 +291,29 @@ PAGES.sources = async function () {
   show(table);
   const refresh = async () => {
     const sources = (await getJSON(ui("/data/sources"))).sources;
+    if (ops.queues) {
+      const states = Object.fromEntries((await getJSON(api(ops.queues))).queues.map((q) => [q.source, q.state]));
+      for (const x of sources) x.queue_state = states[x.name] || null;
+    }
     table.replaceChildren(
       h("thead", {}, h("tr", {}, ["source", "schedule", "next runs", "queue", "state", "last status", "last success", "watermark", ""].map((c) => h("th", {}, c)))),
       h("tbody", {}, sources.map((x) => {
-        const paused = x.paused ?? (x.queue_state ? x.queue_state === "PAUSED" || x.queue_state === "paused" : null);
+        const paused = x.queue_state ? x.queue_state === "PAUSED" : null;
         const q = x.queue;
         return h("tr", { "data-source": x.name },
           h("td", {}, h("strong", {}, x.name), h("div", { class: "muted" }, x.description || "")),
           h("td", {}, x.schedule_words, h("div", { class: "muted" }, h("code", {}, x.schedule.cron))),
           h("td", {}, h("ul", { class: "plain" }, x.next_runs.slice(0, 3).map((t) => h("li", {}, when(t))))),
           h("td", {}, `${q.max_dispatches_per_second}/s, ${q.max_concurrent_dispatches} at once, ${q.max_attempts} attempts`),
-          h("td", {}, paused === null ? h("span", { class: "muted" }, "unknown") : paused ? badge("paused") : "running"),
+          h("td", { "data-field": "state" }, paused === null ? h("span", { class: "muted" }, x.queue_state ? x.queue_state.toLowerCase() : "unknown") : paused ? badge("paused") : "running"),
           h("td", {}, x.last_status ? h("a", { href: ui("/jobs/" + encodeURIComponent(x.last_job_id || "")) }, badge(x.last_status)) : "—"),
           h("td", {}, when(x.last_success_at)),
           h("td", {}, x.watermark || "—"),
           h("td", { class: "actions" },
             actionButton("Run now", "/v1/jobs", x.name, { body: { source: x.name, params: {} }, done: (job) => { location.href = ui("/jobs/" + encodeURIComponent(job.job_id)); } }),
             paused
-              ? actionButton("Resume", ops.resume, x.name, { missing: "not available: the API has no queue resume yet" })
-              : actionButton("Pause", ops.pause, x.name, { missing: "not available: the API has no queue pause yet" })));
+              ? actionButton("Resume", ops.resume, x.name, { missing: "not available: the API has no queue resume yet", done: () => refresh() })
+              : actionButton("Pause", ops.pause, x.name, { missing: "not available: the API has no queue pause yet", done: () => refresh() })));
       })));
   };
   live(refresh, 5000);

@@ -1,0 +1,85 @@
+"""Operator actions on a job's run in Firestore: retry (a new run of the same job) and cancel (its run ends).
+
+Each is one transaction on ``jobs/{id}`` that reads the job and refuses a job in the wrong state, so two
+callers racing cannot both act: the second finds the state the first left.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from common.core.jobs import Job, apply_event, cancel_event, new_run
+from common.gcp.firestore.jobs import document
+from common.gcp.firestore.query import bounded_call, db
+from common.gcp.firestore.sources import run_record, run_ref
+from common.gcp.names import EVENTS
+
+
+class WrongState(Exception):
+    """The job is not in a state the action applies to (the API answers 409)."""
+
+    def __init__(self, job: Job, action: str) -> None:
+        super().__init__(f"job {job.job_id} is {job.status.value}; {action}")
+        self.job = job
+
+
+def retry_job(job_id: str, now: datetime) -> Job | None:
+    """Start a new run of a failed or cancelled job (queued, its earlier runs in ``runs``); None when unknown.
+
+    The caller enqueues the new run's first task (``TaskPayload.run``) after this returns.
+
+    Raises:
+        WrongState: the job is queued, running or succeeded.
+    """
+    from google.cloud import firestore as fs
+
+    ref = document(job_id)
+
+    @fs.transactional
+    def txn(transaction: Any) -> Job | None:
+        snap = ref.get(transaction=transaction, **bounded_call())
+        if not snap.exists:
+            return None
+        job = Job.model_validate(snap.to_dict())
+        if not job.status.retryable:
+            raise WrongState(job, "only a failed or cancelled job can be retried")
+        new = new_run(job, now)
+        transaction.set(ref, new.model_dump(mode="json"))
+        return new
+
+    result: Job | None = txn(db().transaction())
+    return result
+
+
+def cancel_job(job_id: str, now: datetime) -> Job | None:
+    """End the current run of a queued or running job as ``cancelled`` (an event applied like any other, so
+    events of the run arriving later never undo it); None when the job is unknown.
+
+    The caller deletes the run's tasks still queued; a part already running finishes, and the next part
+    checks the job before it starts (``common.runtime.ingest``).
+
+    Raises:
+        WrongState: the job is already succeeded, failed or cancelled.
+    """
+    from google.cloud import firestore as fs
+
+    ref = document(job_id)
+
+    @fs.transactional
+    def txn(transaction: Any) -> Job | None:
+        snap = ref.get(transaction=transaction, **bounded_call())
+        if not snap.exists:
+            return None
+        job = Job.model_validate(snap.to_dict())
+        if job.status.terminal:
+            raise WrongState(job, "only a queued or running job can be cancelled")
+        event = cancel_event(job, now)
+        new = apply_event(job, event) or job
+        transaction.set(ref.collection(EVENTS).document(event.id), {"type": event.type.value, "time": now.isoformat()})
+        transaction.set(ref, new.model_dump(mode="json"))
+        transaction.set(run_ref(new), run_record(new, event))
+        return new
+
+    result: Job | None = txn(db().transaction())
+    return result
