@@ -303,7 +303,7 @@ API_FUNCTION="" STATUS_FUNCTION="" API_URL="" PUSH_ENDPOINT="" PUSH_AUDIENCE="" 
 SA_LOAD="" LOAD_FUNCTION="" LOAD_SUBSCRIPTION="" LOAD_PUSH_ENDPOINT="" LOAD_PUSH_AUDIENCE="" DATASET="" DATASET_LOCATION=""
 Q_NAME=() Q_RATE=() Q_CONCURRENT=() Q_ATTEMPTS=() Q_MIN_BACKOFF=() Q_MAX_BACKOFF=() Q_DOUBLINGS=()
 F_KIND=() F_NAME=() F_ENTRY=() F_MEMORY=() F_TIMEOUT=() F_MAX=() F_ENV=() F_SECRETS=()
-S_NAME=() S_SOURCE=() S_ACCOUNT=() IX_COLLECTION=() IX_FIELDS=() SCHEDULE_LINES=()
+S_NAME=() S_SOURCE=() S_ACCOUNT=() IX_COLLECTION=() IX_FIELDS=() SCHEDULE_LINES=() TTL_GROUP=() TTL_FIELD=()
 while IFS=$'\t' read -r kind f1 f2 f3 f4 f5 f6 f7 f8 f9; do
   case "$kind" in
     const)
@@ -348,6 +348,7 @@ while IFS=$'\t' read -r kind f1 f2 f3 f4 f5 f6 f7 f8 f9; do
       ;;
     secret) S_SOURCE+=("$f1") S_NAME+=("$f2") S_ACCOUNT+=("$f4") ;;
     index) IX_COLLECTION+=("$f1") IX_FIELDS+=("$f2") ;;
+    ttl) TTL_GROUP+=("$f1") TTL_FIELD+=("$f2") ;;
     schedule) SCHEDULE_LINES+=("$f1: $f2 ($f3)") ;;
   esac
 done <<<"$PLAN"
@@ -393,6 +394,12 @@ for i in "${!IX_FIELDS[@]}"; do
   done
   run_unless_exists gcloud firestore indexes composite create --project="$PROJECT" --database=\(default\) \
     --collection-group="${IX_COLLECTION[$i]}" --query-scope=COLLECTION "${IX_CONFIG[@]}" --async
+done
+# TTL policies (common/gcp/firestore/codec.py): jobs, event markers and parts are deleted once their expire_at
+# (written TRIBUTARY_RETENTION_DAYS after their last change) has passed; run again, it asks for the same state.
+for i in "${!TTL_GROUP[@]}"; do
+  run gcloud firestore fields ttls update "${TTL_FIELD[$i]}" --project="$PROJECT" --database=\(default\) \
+    --collection-group="${TTL_GROUP[$i]}" --enable-ttl --async
 done
 
 # ------------------------------------------------------------------------------------------ Pub/Sub

@@ -108,6 +108,10 @@ class Settings(BaseModel):
     http_read_timeout: float = Field(60.0, gt=0.0)
     max_download_bytes: int = Field(2 * 1024**3, gt=0)
 
+    # Days a job document and its event markers are kept: their ``expire_at``, which the TTL policy that
+    # deploy.sh sets deletes after (common.gcp.firestore.codec, docs/deploy.md).
+    retention_days: int = Field(90, ge=1, le=3650)
+
     # The warehouse the load stage writes (docs/warehouse.md): "duckdb" (an embedded file) or "bigquery".
     warehouse: Literal["duckdb", "bigquery"] = "duckdb"
     # The DuckDB file of the embedded warehouse; empty: ``.tributary/warehouse.duckdb`` (the local stack sets

@@ -1,9 +1,12 @@
-"""Secrets: the environment (``TRIBUTARY_SECRET_<NAME>``), a local file, then Secret Manager; cached.
+"""Secrets: the environment (``TRIBUTARY_SECRET_<NAME>``), a local file, then Secret Manager (cached).
 
-Locally (the dev stack) secrets come from the environment or from ``.tributary/secrets.json``, which
-``tributary secrets set --local`` writes; in the cloud from Secret Manager. The ``TRIBUTARY_SECRET_<NAME>``
-variables are secret values, one per declared secret (Cloud Run resolves them at start-up), not settings, so
-they are read here and never kept in :class:`common.settings.Settings`.
+Locally (the dev stack) secrets come from the environment or from the local secrets file
+(``TRIBUTARY_SECRETS_FILE``, default ``.tributary/secrets.json``). The stack gives its functions that file's
+absolute path and records it with its endpoints, so ``tributary secrets set`` on the local target writes the
+very file the functions read; they read it at every task (a file of a few bytes), so a new secret counts
+without a restart. In the cloud secrets come from Secret Manager. The ``TRIBUTARY_SECRET_<NAME>`` variables
+are secret values, one per declared secret (Cloud Run resolves them at start-up), not settings, so they are
+read here and never kept in :class:`common.settings.Settings`.
 """
 
 from __future__ import annotations
@@ -11,28 +14,58 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 import threading
 from pathlib import Path
 
 from common.core.errors import ConfigError, TransientError
 from common.gcp import names
 from common.gcp.clients import bounded_call, secret_manager
-from common.settings import settings
+from common.settings import Settings, settings
 
 _cache: dict[str, str] = {}
 _lock = threading.Lock()
 
 
 def local_file() -> Path:
+    """The local secrets file (``TRIBUTARY_SECRETS_FILE``), as an absolute path."""
     return Path(settings().secrets_file).resolve()
 
 
+def _read_local(file: Path) -> dict[str, object]:
+    """The local secrets file's entries ({} when there is none).
+
+    Raises:
+        ConfigError: the file is not a JSON object (the message names it).
+    """
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"the local secrets file {file} is unreadable ({exc}); fix or delete it") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"the local secrets file {file} is not a JSON object; fix or delete it")
+    return data
+
+
 def _local(name: str) -> str | None:
-    file = local_file()
-    if not file.is_file():
-        return None
-    value = json.loads(file.read_text()).get(name)
+    """The secret from the local file, read afresh at each call (a secret set meanwhile counts at once)."""
+    value = _read_local(local_file()).get(name)
     return str(value) if value is not None else None
+
+
+def is_local(s: Settings | None = None) -> bool:
+    """Whether secrets are local here (the stack, the emulators, tests): Secret Manager is never asked."""
+    s = s or settings()
+    return bool(s.firestore_emulator_host or s.no_secret_manager)
+
+
+def set_command(name: str, s: Settings | None = None) -> str:
+    """The command that stores the secret where these settings' functions read it."""
+    s = s or settings()
+    where = "" if is_local(s) else f"--project {s.project} "
+    return f"tributary {where}secrets set {name} VALUE"
 
 
 def env_name(name: str) -> str:
@@ -51,8 +84,8 @@ def get_secret(name: str) -> str | None:
     with _lock:
         if name in _cache:
             return _cache[name]
-    if settings().firestore_emulator_host or settings().no_secret_manager:
-        return None  # local stack: the environment is the only store
+    if is_local():
+        return None  # local stack: the environment and the local file are the only stores
     value = _from_secret_manager(name)
     if value is not None:
         with _lock:
@@ -87,10 +120,18 @@ def set_secret(name: str, value: str, *, local: bool = False) -> str:
     if local:
         file = local_file()
         file.parent.mkdir(parents=True, exist_ok=True)
-        data = json.loads(file.read_text()) if file.is_file() else {}
-        data[name] = value
-        file.write_text(json.dumps(data, indent=2))
-        file.chmod(0o600)
+        data = {**_read_local(file), name: value}
+        # Written aside and renamed, so that a function reading it meanwhile sees the old file or the new one.
+        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=".secrets-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                os.fchmod(f.fileno(), 0o600)
+                json.dump(data, f, indent=2)
+            os.replace(tmp, file)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return str(file)
     from google.api_core import exceptions as gexc
 

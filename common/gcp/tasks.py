@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
@@ -16,7 +16,9 @@ from common.core.tasks import QueueConfig, TaskPayload, task_id
 from common.gcp import names
 from common.gcp.clients import tasks
 from common.settings import settings
-from common.sources.base import Source
+
+if TYPE_CHECKING:  # pragma: no cover (a type only: the contract loads with a source's module, never at cold start)
+    from common.sources.base import Source
 
 __all__ = [
     "QueueAction",
@@ -40,12 +42,12 @@ def queue_path(source: str) -> str:
     return names.queue_path(source)
 
 
-def queue_spec(source: type[Source] | Source) -> Any:
-    """The ``tasks_v2.Queue`` a source declares."""
+def queue_spec(source: type[Source] | Source, queue: QueueConfig | None = None) -> Any:
+    """The ``tasks_v2.Queue`` a source declares (or ``queue``'s limits, e.g. the local stack's)."""
     from google.cloud import tasks_v2
     from google.protobuf import duration_pb2
 
-    q: QueueConfig = source.queue
+    q: QueueConfig = queue or source.queue
 
     def seconds(value: float) -> duration_pb2.Duration:
         d = duration_pb2.Duration()
@@ -67,11 +69,11 @@ def queue_spec(source: type[Source] | Source) -> Any:
     )
 
 
-def ensure_queue(source: type[Source] | Source) -> None:
-    """Create the source's queue, or update it to the declared settings."""
+def ensure_queue(source: type[Source] | Source, queue: QueueConfig | None = None) -> None:
+    """Create the source's queue, or update it to the declared settings (or to ``queue``'s)."""
     from google.api_core.exceptions import AlreadyExists
 
-    spec = queue_spec(source)
+    spec = queue_spec(source, queue)
     try:
         tasks().create_queue(parent=names.location_path(), queue=spec)
     except AlreadyExists:

@@ -11,6 +11,11 @@ is ``http://127.0.0.1:PORT/<source>``. For APIs whose answer depends on the quer
 is counted per path (``GET /_replay/hits``), so tests can assert what a run fetched. Built on the
 standard library's ThreadingHTTPServer: it is test and demo plumbing with no production role.
 
+Record mode (``--record DIR``, ``tributary dev up --record DIR``): every request is forwarded to the
+source's real upstream (``TRIBUTARY_<SOURCE>_BASE_URL`` or the source's API; ``--upstream SOURCE=URL``
+overrides) and its answer is written to ``DIR`` with a route, so that ``--root DIR`` replays it offline
+(``common.local.recording``; keys are forwarded, never written).
+
 Fault injection (tests/faults, RELIABILITY.md): ``POST /_replay/faults`` with a rule (or a list of rules)
 makes the next matching requests misbehave; ``GET`` lists the rules with how often each was applied;
 ``DELETE`` removes them all. A rule matches ``path`` (and ``query`` items, as routes do); ``times`` is how
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import mimetypes
+import os
 import socket
 import struct
 import threading
@@ -38,6 +44,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from common.local.recording import Recorder, default_upstreams, parse_upstreams
 from common.local.serve import serve_until_signalled
 
 FAULT_MODES = ("answer", "slow", "reset", "truncate", "oversize")
@@ -46,10 +53,12 @@ MAX_FAULT_DELAY = 60.0
 
 
 class ReplayServer:
-    """Serve ``root`` on 127.0.0.1:``port`` (0 = any free port) in a background thread."""
+    """Serve ``root`` on 127.0.0.1:``port`` (0 = any free port) in a background thread; with ``record``
+    (source -> upstream base URL), forward every request there and record the answers into ``root``."""
 
-    def __init__(self, root: str | Path, port: int = 0) -> None:
+    def __init__(self, root: str | Path, port: int = 0, record: dict[str, str] | None = None) -> None:
         self.root = Path(root).resolve()
+        self.recorder = Recorder(self.root, record) if record is not None else None
         self.hits: Counter[str] = Counter()
         self.faults: list[dict[str, Any]] = []
         self._faults_lock = threading.Lock()
@@ -62,7 +71,11 @@ class ReplayServer:
                 if urlsplit(self.path).path == "/_replay/faults":
                     return self._send(200, {"Content-Type": "application/json"}, server.faults_json())
                 fault = server.take_fault(self.path)
-                status, headers, body = server.answer(self.path)
+                if server.recorder is not None and urlsplit(self.path).path != "/_replay/hits":
+                    server.hits[urlsplit(self.path).path] += 1
+                    status, headers, body = server.recorder.answer(self.path, dict(self.headers.items()))
+                else:
+                    status, headers, body = server.answer(self.path)
                 mode = fault["mode"] if fault else None
                 if fault and mode == "answer":
                     status, headers = int(fault.get("status", 200)), {"Content-Type": "text/plain"}
@@ -202,6 +215,8 @@ class ReplayServer:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+        if self.recorder is not None:
+            self.recorder.close()
         if self._thread:
             self._thread.join(timeout=5)
 
@@ -214,12 +229,23 @@ class ReplayServer:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve recorded upstream responses on 127.0.0.1.")
-    parser.add_argument("--root", required=True)
+    parser.add_argument("--root", help="the folder of recorded responses to serve")
+    parser.add_argument("--record", metavar="DIR", help="forward to the real upstreams and record into DIR")
+    parser.add_argument(
+        "--upstream", action="append", default=[], metavar="SOURCE=URL", help="a source's upstream when recording"
+    )
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    server = ReplayServer(args.root, args.port)
+    if bool(args.root) == bool(args.record):
+        parser.error("give one of --root DIR (replay) or --record DIR (record)")
+    try:
+        upstreams = {**default_upstreams(os.environ), **parse_upstreams(args.upstream)} if args.record else None
+    except ValueError as exc:
+        parser.error(str(exc))
+    server = ReplayServer(args.record or args.root, args.port, record=upstreams)
     server.start()
-    print(f"replay server on {server.url} serving {server.root}", flush=True)
+    what = f"recording into {server.root}" if upstreams is not None else f"serving {server.root}"
+    print(f"replay server on {server.url} {what}", flush=True)
     serve_until_signalled(server.stop)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from common.core.errors import ConfigError
 from common.gcp import clients, names
 from common.gcp.pubsub import status_push_subscription
-from common.gcp.secrets import env_name
+from common.gcp.secrets import env_name, local_file
 from common.local.emulators.oidc import LocalSigner
 from common.local.ports import DEFAULT_PORTS, free_port, port_free
 from common.local.processes import (
@@ -76,6 +76,11 @@ class Stack:
         self._commands: dict[str, tuple[list[str], dict[str, str]]] = {}
         self.ports: dict[str, int] = {}
         self.env: dict[str, str] = {}
+
+    @property
+    def _replay(self) -> bool:
+        """Whether the recorded-response server runs (replaying, or recording)."""
+        return self.config.replay_dir is not None or self.config.record_dir is not None
 
     # ---- start -------------------------------------------------------------------------------
     def _choose_ports(self) -> None:
@@ -164,15 +169,9 @@ class Stack:
                 "--oidc-key-file",
                 key,
             )
-            if self.config.replay_dir is not None:
-                self._python(
-                    "replay",
-                    "common.local.recorded",
-                    "--root",
-                    str(self.config.replay_dir.resolve()),
-                    "--port",
-                    str(p["replay"]),
-                )
+            if (folder := self.config.record_dir or self.config.replay_dir) is not None:
+                mode = "--record" if self.config.record_dir is not None else "--root"
+                self._python("replay", "common.local.recorded", mode, str(folder.resolve()), "--port", str(p["replay"]))
             self._python(
                 "certs",
                 "common.local.emulators.certs",
@@ -236,7 +235,7 @@ class Stack:
             for name in ("ingest", "status", "load"):
                 self._wait(name, tcp_ready(p[name]), f"the {name} function")
             self._wait("api", http_ready(f"http://{host}:{p['api']}/healthz"), "the api function")
-            if self.config.replay_dir is not None:
+            if self._replay:
                 self._wait("replay", tcp_ready(p["replay"]), "the replay server")
             if self.config.scheduler:
                 progress("syncing the schedules into the Scheduler emulator")
@@ -273,7 +272,7 @@ class Stack:
             out["scheduler_emulator_host"] = f"{host}:{p['scheduler']}"
             out["scheduler_admin_url"] = f"http://{host}:{p['scheduler_admin']}"
             out["scheduler_rest_url"] = f"http://{host}:{p['scheduler_rest']}"
-        if self.config.replay_dir is not None:
+        if self._replay:
             out["replay_url"] = f"http://{host}:{p['replay']}"
         return out
 
@@ -295,14 +294,19 @@ class Stack:
             "TRIBUTARY_OIDC_CERTS_URL": f"http://{host}:{p['certs']}/oauth2/v3/certs",
             "TRIBUTARY_API_URL": f"http://{host}:{p['api']}",
             "TRIBUTARY_NO_SECRET_MANAGER": "1",
+            # One absolute path, for the functions (whose working folder is the state folder) and, through the
+            # recorded env, for `tributary secrets set` on this target: both sides name the same file.
+            "TRIBUTARY_SECRETS_FILE": str(local_file()),
         }
         if self.config.scheduler:
             env["CLOUD_SCHEDULER_EMULATOR_HOST"] = f"{host}:{p['scheduler']}"
-        if self.config.replay_dir is not None:
+        if self._replay:
             for s in all_sources():
                 env[f"TRIBUTARY_{s.name.upper()}_BASE_URL"] = f"http://{host}:{p['replay']}/{s.name}"
-                for secret in s.secrets:  # recorded upstreams accept any key; never forward a real one
-                    env.setdefault(env_name(secret), "replay-placeholder")
+                if self.config.secret_placeholders and self.config.record_dir is None:
+                    # recorded upstreams accept any key; recording forwards the real key and never writes it
+                    for secret in s.secrets:
+                        env.setdefault(env_name(secret), "replay-placeholder")
         env.update(self.config.env)
         return env
 
@@ -317,7 +321,8 @@ class Stack:
         """Topic, dead-letter topic, push subscriptions to the status and load functions, one queue per source."""
         with use_settings(self.settings()):
             host = self.config.host
-            provision(f"http://{host}:{self.ports['status']}", f"http://{host}:{self.ports['load']}")
+            status, load = f"http://{host}:{self.ports['status']}", f"http://{host}:{self.ports['load']}"
+            provision(status, load, self.config.queue_rates)
 
     def _sync_schedules(self) -> None:
         api_url = self.endpoints()["api_url"]

@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from common.local.processes import stop_groups
 
@@ -27,6 +28,8 @@ class StackConfig:
     ports: dict[str, int] = field(default_factory=dict)
     #: Serve these recorded responses and point every source's base URL at them.
     replay_dir: Path | None = None
+    #: Forward to the real upstreams and record their answers here (replayable with ``replay_dir``).
+    record_dir: Path | None = None
     #: Also run the Cloud Scheduler emulator and sync the schedules into it.
     scheduler: bool = True
     #: Extra environment for the functions (e.g. fault injection in tests).
@@ -39,6 +42,13 @@ class StackConfig:
     bigquery: bool = False
     #: Extra command-line flags per component, e.g. ``{"tasks": ["--duplicate-deliveries", "3"]}``.
     extra_args: dict[str, list[str]] = field(default_factory=dict)
+    #: With ``replay_dir``, give every declared secret a placeholder value (recorded upstreams accept any key):
+    #: the demo's choice. ``tributary dev up`` leaves them unset, so a source needing a key asks for one, as
+    #: in the cloud, and ``tributary secrets set`` provides it.
+    secret_placeholders: bool = True
+    #: "local": queues dispatch fast and retry within seconds (common.local.provisioning.local_queue);
+    #: "declared": each source's production limits.
+    queue_rates: Literal["local", "declared"] = "local"
 
 
 @dataclass

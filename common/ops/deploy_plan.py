@@ -15,6 +15,7 @@ The shell format is one record per line, fields separated by tabs, ``-`` for an 
     function  KIND      NAME   ENTRY_POINT  MEMORY  TIMEOUT  MAX_INSTANCES  SOURCE  ENV  SECRETS
     secret    OWNER     NAME   ENV_VAR  ACCOUNT            (OWNER: a source, or "api" for the API keys)
     index     COLLECTION  FIELDS                (FIELDS: field:ascending|descending,...)
+    ttl       COLLECTION_GROUP  FIELD           (a TTL policy: documents are deleted after FIELD's time)
     schedule  SOURCE    CRON   TIME_ZONE
 
 Only secret *names* ever appear: values stay in Secret Manager, and the functions receive them as
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from common.gcp import names
+from common.gcp.firestore.codec import EXPIRE_AT, TTL_COLLECTION_GROUPS
 from common.gcp.firestore.indexes import INDEXES, JOB_FILTERS
 from common.gcp.pubsub import ACK_DEADLINE, MESSAGE_ORDERING
 from common.gcp.secrets import env_name
@@ -211,6 +213,8 @@ def build_plan(
         env["TRIBUTARY_QUEUE_PREFIX"] = s.queue_prefix
     if s.topic != defaults.topic:
         env["TRIBUTARY_TOPIC"] = s.topic
+    if s.retention_days != defaults.retention_days:  # the expire_at the functions write (deploy.md)
+        env["TRIBUTARY_RETENTION_DAYS"] = str(s.retention_days)
     warnings = []
     if extra := s.extra_sources.strip():
         env["TRIBUTARY_EXTRA_SOURCES"] = extra
@@ -355,6 +359,7 @@ def build_plan(
         secrets=secrets,
         schedules=schedules,
         indexes=indexes,
+        ttls=[(group, EXPIRE_AT) for group in TTL_COLLECTION_GROUPS],
         warnings=warnings,
     )
 

@@ -86,6 +86,8 @@ class Plan:
     schedules: list[tuple[str, str, str]]
     #: Firestore composite indexes: (collection, "field:order,...").
     indexes: list[tuple[str, str]] = field(default_factory=list)
+    #: Firestore TTL policies: (collection group, timestamp field whose time deletes the document).
+    ttls: list[tuple[str, str]] = field(default_factory=list)
     #: Things that will not stop the deploy but may break the deployed functions.
     warnings: list[str] = field(default_factory=list)
 
@@ -128,6 +130,8 @@ class Plan:
             yield ("secret", s.source, s.name, s.env, s.account)
         for collection, fields in self.indexes:
             yield ("index", collection, fields)
+        for group, ttl_field in self.ttls:
+            yield ("ttl", group, ttl_field)
         for source, cron, zone in self.schedules:
             yield ("schedule", source, cron, zone)
 

@@ -14,15 +14,17 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.core.batches import Batch, batch_id_for, overall, parse_bound
 from common.core.jobs import Job, JobStatus, is_valid_id, job_id_for
 from common.gcp.firestore import batches as batches_repo
 from common.gcp.firestore import jobs as jobs_repo
 from common.gcp.tasks import TaskPayload, enqueue_many
-from common.runtime.ingest import source_context
-from common.sources.base import Source
+from common.runtime.context import source_context
+
+if TYPE_CHECKING:  # pragma: no cover (a type only: the contract loads with a source's module, never at cold start)
+    from common.sources.base import Source
 
 __all__ = [
     "Batch",

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +21,13 @@ from common.core.events import Event, EventData, EventType, PartProgress
 from common.core.jobs import JobStatus
 from common.core.schema import arrow_schema
 from common.core.warehouse import hive_partition
-from common.gcp.firestore import get_job, source_state
+from common.gcp.firestore import get_job
 from common.gcp.objects import OutputStore, output_store
 from common.gcp.pubsub import publish as publish_event
-from common.gcp.secrets import get_secret
+from common.gcp.secrets import get_secret, set_command
 from common.gcp.tasks import TaskPayload, enqueue
 from common.runtime import usage
+from common.runtime.context import source_context
 from common.runtime.logs import bind_job
 from common.sources import get_source
 from common.sources.base import Context, Part, Source
@@ -91,7 +90,7 @@ def run_task(payload: TaskPayload, delivery: Delivery, *, store: OutputStore | N
         log.info("job %s: %s; this task does nothing", payload.job_id, stopped)
         return TaskOutcome(body={"job_id": payload.job_id, "skipped": stopped})
     try:
-        secrets = load_secrets(source)
+        secrets = load_secrets(source, job_id=payload.job_id)
         params = source.validate_params(payload.params, trusted=True)  # our queue's payload, planned by us
         with source_context(source, secrets=secrets) as ctx:
             if payload.part is not None:
@@ -263,11 +262,11 @@ def write_parquet(items: Iterable[Any], columns: Any, path: Path) -> tuple[int, 
     return records, skipped
 
 
-def load_secrets(source: Source) -> dict[str, str]:
-    """Every secret the source declares, before any work starts.
+def load_secrets(source: Source, *, job_id: str | None = None) -> dict[str, str]:
+    """Every secret the source declares, before any work starts (read at each task: a secret set meanwhile counts).
 
     Raises:
-        ConfigError: naming the first missing secret.
+        ConfigError: naming the first missing secret, and the commands that set it and run the job again.
     """
     if not source.secrets:
         return {}
@@ -275,29 +274,9 @@ def load_secrets(source: Source) -> dict[str, str]:
     for name in source.secrets:
         value = get_secret(name)
         if not value:
+            again = f", then `tributary jobs retry {job_id}`" if job_id else ""
             raise ConfigError(
-                f"secret {name} is not set (needed by source {source.name}); "
-                f"set it with `tributary secrets set {name} VALUE`"
+                f"secret {name} is not set (needed by source {source.name}); set it with `{set_command(name)}`{again}"
             )
         out[name] = value
     return out
-
-
-@contextlib.contextmanager
-def source_context(source: Source, *, secrets: dict[str, str] | None = None) -> Iterator[Context]:
-    """What ``plan``, ``fetch`` and ``backfill`` get: the shared HTTP client (with the source's rate),
-    the base URL, the recorded state (read from Firestore when first used), a scratch folder removed
-    afterwards, the time, the secrets."""
-    # Imported on first use: the HTTP client's libraries (httpx, limits, tenacity) are cold-start cost for the
-    # api and status functions, which never fetch (tests/sources/test_contract.py holds this).
-    from common.sources.http import Http
-
-    with Http(rate=source.http_rate, name=source.name) as http, tempfile.TemporaryDirectory(prefix="trib-") as tmp:
-        yield Context(
-            http=http,
-            base_url=source.base_url(),
-            workdir=Path(tmp),
-            state=lambda: source_state(source.name),
-            now=datetime.now(UTC),
-            secrets=secrets or {},
-        )

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import importlib
 from functools import cache
+from typing import TYPE_CHECKING
 
 from common.core.errors import ConfigError
 from common.settings import settings
-from common.sources.base import Source
+
+if TYPE_CHECKING:  # pragma: no cover (a type only: each source's module loads the contract it subclasses)
+    from common.sources.base import Source
 
 #: name -> "module:Class", in the order the sources are listed (api, demo, deploy).
 BUILTIN: dict[str, str] = {

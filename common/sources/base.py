@@ -39,12 +39,11 @@ from common.core.schema import Column
 from common.core.source_state import SourceState
 from common.core.tasks import Part, QueueConfig
 from common.core.warehouse import DEFAULT_RULE, LoadRule
+from common.sources.context import Context
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
     import pyarrow as pa
-
-    from common.sources.http import Http
 
 __all__ = [
     "Classify",
@@ -115,35 +114,6 @@ class Raw:
 
     def open(self) -> IO[bytes]:
         return self.path.open("rb")
-
-
-class Context:
-    """What ``plan`` and ``fetch`` may use: the shared HTTP client, secrets, state, a scratch dir, the time.
-
-    ``state`` may be given as a function that reads it: it is then read on first use only, so a task that
-    never looks at it (a fan-out part, a source without cursors) costs Firestore nothing.
-    """
-
-    def __init__(
-        self,
-        *,
-        http: Http,
-        base_url: str,
-        workdir: Path,
-        state: SourceState | Callable[[], SourceState],
-        now: datetime,
-        secrets: Mapping[str, str] | None = None,
-    ) -> None:
-        self.http, self.base_url, self.workdir, self.now = http, base_url, workdir, now
-        self.secrets: Mapping[str, str] = secrets if secrets is not None else {}
-        self._state = state
-
-    @property
-    def state(self) -> SourceState:
-        """What the status function recorded about the source (read once, when first asked for)."""
-        if not isinstance(self._state, SourceState):
-            self._state = self._state()
-        return self._state
 
 
 Record = dict[str, Any]

@@ -9,6 +9,7 @@ import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from common.gcp.firestore.codec import as_text
 from common.gcp.firestore.query import bounded_call, db
 from common.gcp.names import DEAD_EVENTS
 
@@ -29,7 +30,7 @@ def record(message_id: str, raw: bytes, reason: str, attributes: dict[str, str] 
             "reason": reason,
             "data": base64.b64encode(raw).decode(),
             "attributes": attributes or {},
-            "received_at": datetime.now(UTC).isoformat(),
+            "received_at": datetime.now(UTC),
         },
         **bounded_call(),
     )
@@ -45,7 +46,7 @@ def stored(limit: int) -> list[StoredLetter]:
                 id=doc.id,
                 reason=v.get("reason", ""),
                 data=base64.b64decode(v.get("data", "")),
-                received_at=v.get("received_at", ""),
+                received_at=as_text(v.get("received_at")) or "",
             )
         )
     return out

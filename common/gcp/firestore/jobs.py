@@ -15,6 +15,7 @@ from typing import Any
 
 from common.core.events import Event, EventData, EventType
 from common.core.jobs import Job, JobStatus, Progress, apply_event, is_valid_id, outcome_key, summed_usage
+from common.gcp.firestore.codec import EXPIRE_AT, expire_at, from_firestore, newest_first, timestamp, to_firestore
 from common.gcp.firestore.query import bounded_call, count, db
 from common.gcp.firestore.reads import marker as marker_of
 from common.gcp.firestore.sources import run_record, run_ref, update_source
@@ -26,8 +27,13 @@ def document(job_id: str) -> Any:
     return db().collection(JOBS).document(job_id)
 
 
-def _load(data: dict[str, Any]) -> Job:
-    return Job.model_validate(data)
+def from_doc(data: dict[str, Any]) -> Job:
+    return Job.model_validate(from_firestore(data))
+
+
+def to_doc(job: Job) -> dict[str, Any]:
+    """``jobs/{id}`` as written: times as Timestamps, expiring the retention after its last change."""
+    return to_firestore(job, expires_from=job.updated_at)
 
 
 def create_job(job: Job) -> tuple[Job, bool]:
@@ -36,11 +42,11 @@ def create_job(job: Job) -> tuple[Job, bool]:
 
     doc = document(job.job_id)
     try:
-        doc.create(job.model_dump(mode="json"), **bounded_call())
+        doc.create(to_doc(job), **bounded_call())
         return job, True
     except (AlreadyExists, Conflict):
         snap = doc.get(**bounded_call())
-        return _load(snap.to_dict()), False
+        return from_doc(snap.to_dict()), False
 
 
 def get_job(job_id: str, *, with_progress: bool = True) -> Job | None:
@@ -50,7 +56,7 @@ def get_job(job_id: str, *, with_progress: bool = True) -> Job | None:
     snap = document(job_id).get(**bounded_call())
     if not snap.exists:
         return None
-    job = _load(snap.to_dict())
+    job = from_doc(snap.to_dict())
     if with_progress and job.progress and job.progress.total > 1 and not job.status.terminal:
         job.progress = Progress(done=count_parts(job_id, job.run), total=job.progress.total)
     return job
@@ -66,8 +72,7 @@ def list_jobs(
     for name, value in (("source", source), ("status", status), ("batch_id", batch_id)):
         if value is not None:
             query = query.where(filter=FieldFilter(name, "==", value))
-    query = query.order_by("created_at", direction="DESCENDING").limit(limit)
-    return [_load(s.to_dict()) for s in query.stream(**bounded_call())]
+    return [from_doc(s.to_dict()) for s in newest_first(query, "created_at", limit)]
 
 
 def _parts(job_id: str, run: int) -> Any:
@@ -113,23 +118,27 @@ def record_event(event: Event) -> Job | None:
             # Every job is created (api, batch) before its task runs: an event for another id names a job we
             # never made. Writing nothing keeps a forged or stray event from creating a phantom job.
             return None, False
-        job = _load(job_snap.to_dict())
+        job = from_doc(job_snap.to_dict())
         if job.source != event.data.source:
             return None, False  # an event of another source's job id: as foreign as an unknown id
         if marker.exists or event.data.run != job.run:
             # A duplicate; or an event of another run (a late one of the run a retry replaced): nothing to do,
             # and no marker, so that it is never mistaken for one of the current run.
             return job, False
-        transaction.set(marker_ref, marker_of(event))  # type, time, attempt, error: the console's timeline
+        stamp = timestamp(event.time)
+        # type, run, attempt, error, progress: the console's timeline
+        transaction.set(marker_ref, {**marker_of(event), "time": stamp, EXPIRE_AT: expire_at(stamp)})
         if event.type is EventType.progress and event.data.part:
-            transaction.set(job_ref.collection(PARTS).document(event.data.part), event.data.model_dump(mode="json"))
+            transaction.set(
+                job_ref.collection(PARTS).document(event.data.part), to_firestore(event.data, expires_from=stamp)
+            )
             if job.status is JobStatus.running and job.progress and job.progress.total > 1:
                 # A running multi-part job is finished by counting its parts: writing the job document for
                 # every part would make it the hot document of the job (contention, aborted transactions).
                 return job, False
         new = apply_event(job, event)
         if new is not None:
-            transaction.set(job_ref, new.model_dump(mode="json"))
+            transaction.set(job_ref, to_doc(new))
             if new.status.terminal and new.decided_by != job.decided_by:
                 # The job's own run record, with the job (no other job writes it, so it adds no contention);
                 # rewritten when a later event decides the outcome (a success beating a failure).
@@ -164,7 +173,7 @@ def finish_if_complete(job_id: str) -> Job | None:
     snap = job_ref.get(**bounded_call())
     if not snap.exists:
         return None
-    job = _load(snap.to_dict())
+    job = from_doc(snap.to_dict())
     # A failed job is finished too when every part has landed: a success beats a failure (apply_event); a
     # cancelled one is not (a cancel beats a success).
     if job.status in (JobStatus.succeeded, JobStatus.cancelled) or not job.progress:
@@ -174,7 +183,7 @@ def finish_if_complete(job_id: str) -> Job | None:
 
     @fs.transactional
     def txn(transaction: Any) -> Job:
-        current = _load(job_ref.get(transaction=transaction, **bounded_call()).to_dict())
+        current = from_doc(job_ref.get(transaction=transaction, **bounded_call()).to_dict())
         if current.status in (JobStatus.succeeded, JobStatus.cancelled) or current.run != job.run:
             return current
         parts = [p.to_dict() for p in _parts(job_id, current.run).stream(transaction=transaction, **bounded_call())]
@@ -202,7 +211,7 @@ def finish_if_complete(job_id: str) -> Job | None:
         new = apply_event(current, done)
         if new is None:
             return current
-        transaction.set(job_ref, new.model_dump(mode="json"))
+        transaction.set(job_ref, to_doc(new))
         transaction.set(run_ref(new), run_record(new, done))
         finished_by.append(done)
         return new

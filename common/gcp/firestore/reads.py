@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from common.core.events import Event
 from common.core.jobs import Job
+from common.gcp.firestore.codec import EXPIRE_AT, as_datetime, from_firestore, newest_first
 from common.gcp.firestore.query import bounded_call, db
 from common.gcp.names import BATCHES, EVENTS, JOBS, RUNS, SOURCES
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: The most event markers read for one job's timeline.
 MAX_EVENTS = 500
 
@@ -35,25 +38,31 @@ def marker(event: Event) -> dict[str, Any]:
 
 
 def job_events(job_id: str) -> list[dict[str, Any]]:
-    """The job's applied events, oldest first, each with its id."""
+    """The job's applied events, oldest first, each with its id (times as stored: Timestamps or older strings)."""
     ref = db().collection(JOBS).document(job_id).collection(EVENTS)
-    out = [{"id": s.id, **(s.to_dict() or {})} for s in ref.limit(MAX_EVENTS).stream(**bounded_call())]
-    return sorted(out, key=lambda e: (str(e.get("time", "")), e["id"]))
+    out = []
+    for snap in ref.limit(MAX_EVENTS).stream(**bounded_call()):
+        doc = from_firestore(snap.to_dict())
+        doc.pop(EXPIRE_AT, None)
+        out.append({"id": snap.id, **doc, "time": as_datetime(doc.get("time"))})
+    return sorted(out, key=lambda e: (e["time"] or EPOCH, e["id"]))
 
 
 def job_run(source: str, job_id: str) -> dict[str, Any] | None:
     """The job's run record (``sources/{source}/runs/{job_id}``), written when its outcome was decided."""
     snap = db().collection(SOURCES).document(source).collection(RUNS).document(job_id).get(**bounded_call())
-    return dict(snap.to_dict() or {}) if snap.exists else None
+    return from_firestore(snap.to_dict()) if snap.exists else None
 
 
 def recent_batches(limit: int) -> list[dict[str, Any]]:
     """The newest batches first (backfills and run-daily)."""
-    query = db().collection(BATCHES).order_by("created_at", direction="DESCENDING").limit(limit)
-    return [dict(s.to_dict() or {}, batch_id=s.id) for s in query.stream(**bounded_call())]
+    snaps = newest_first(db().collection(BATCHES), "created_at", limit)
+    return [dict(from_firestore(s.to_dict()), batch_id=s.id) for s in snaps]
 
 
 def recent_jobs(limit: int) -> list[Job]:
     """The newest ``limit`` jobs of every source (the charts and cost views aggregate them)."""
-    query = db().collection(JOBS).order_by("created_at", direction="DESCENDING").limit(limit)
-    return [Job.model_validate(s.to_dict()) for s in query.stream(**bounded_call())]
+    return [
+        Job.model_validate(from_firestore(s.to_dict()))
+        for s in newest_first(db().collection(JOBS), "created_at", limit)
+    ]

@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from common.core.jobs import Job, apply_event, cancel_event, new_run
-from common.gcp.firestore.jobs import document
+from common.gcp.firestore.codec import EXPIRE_AT, expire_at, timestamp
+from common.gcp.firestore.jobs import document, from_doc, to_doc
 from common.gcp.firestore.query import bounded_call, db
 from common.gcp.firestore.sources import run_record, run_ref
 from common.gcp.names import EVENTS
@@ -41,11 +42,11 @@ def retry_job(job_id: str, now: datetime) -> Job | None:
         snap = ref.get(transaction=transaction, **bounded_call())
         if not snap.exists:
             return None
-        job = Job.model_validate(snap.to_dict())
+        job = from_doc(snap.to_dict())
         if not job.status.retryable:
             raise WrongState(job, "only a failed or cancelled job can be retried")
         new = new_run(job, now)
-        transaction.set(ref, new.model_dump(mode="json"))
+        transaction.set(ref, to_doc(new))
         return new
 
     result: Job | None = txn(db().transaction())
@@ -71,13 +72,16 @@ def cancel_job(job_id: str, now: datetime) -> Job | None:
         snap = ref.get(transaction=transaction, **bounded_call())
         if not snap.exists:
             return None
-        job = Job.model_validate(snap.to_dict())
+        job = from_doc(snap.to_dict())
         if job.status.terminal:
             raise WrongState(job, "only a queued or running job can be cancelled")
         event = cancel_event(job, now)
         new = apply_event(job, event) or job
-        transaction.set(ref.collection(EVENTS).document(event.id), {"type": event.type.value, "time": now.isoformat()})
-        transaction.set(ref, new.model_dump(mode="json"))
+        transaction.set(
+            ref.collection(EVENTS).document(event.id),
+            {"type": event.type.value, "time": timestamp(now), EXPIRE_AT: expire_at(now)},
+        )
+        transaction.set(ref, to_doc(new))
         transaction.set(run_ref(new), run_record(new, event))
         return new
 

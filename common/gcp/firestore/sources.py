@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from common.core.events import Event
 from common.core.jobs import Job, JobStatus
 from common.core.source_state import SourceState
+from common.gcp.firestore.codec import as_datetime, as_text, from_firestore, newest_first, timestamp
 from common.gcp.firestore.query import bounded_call, db
 from common.gcp.names import RUNS, SOURCES
 
@@ -28,7 +28,7 @@ def run_record(job: Job, event: Event) -> dict[str, Any]:
     return {
         "job_id": job.job_id,
         "status": job.status.value,
-        "finished_at": event.time.isoformat(),
+        "finished_at": timestamp(event.time),
         "watermark": event.data.watermark,
         "error": job.error.model_dump() if job.error else None,
     }
@@ -77,24 +77,25 @@ def _advances(snap: Any, event: Event) -> bool:
 
 
 def last_runs(name: str) -> dict[str, Any]:
-    """The last run and the last successful run of a source (two single-document queries)."""
+    """The last run and the last successful run of a source (single-document queries, one per stored type
+    of ``finished_at``: see ``codec.newest_first``); times as aware UTC datetimes."""
     from google.cloud.firestore_v1.base_query import FieldFilter
 
     runs = source_ref(name).collection(RUNS)
-    newest = list(runs.order_by("finished_at", direction="DESCENDING").limit(1).stream(**bounded_call()))
+    newest = newest_first(runs, "finished_at", 1)
     out: dict[str, Any] = {}
     if newest:
-        last = newest[0].to_dict() or {}
+        last = from_firestore(newest[0].to_dict())
         out.update(
             last_status=last.get("status"),
-            last_finished_at=last.get("finished_at"),
+            last_finished_at=as_datetime(last.get("finished_at")),
             last_job_id=last.get("job_id"),
             last_error=last.get("error"),
         )
     succeeded = runs.where(filter=FieldFilter("status", "==", "succeeded"))
-    best = list(succeeded.order_by("finished_at", direction="DESCENDING").limit(1).stream(**bounded_call()))
+    best = newest_first(succeeded, "finished_at", 1)
     if best:
-        out["last_success_at"] = (best[0].to_dict() or {}).get("finished_at")
+        out["last_success_at"] = as_datetime((best[0].to_dict() or {}).get("finished_at"))
     return out
 
 
@@ -102,18 +103,22 @@ def source_state(name: str) -> SourceState:
     """What is known of a source, for incremental planning."""
     snap = source_ref(name).get(**bounded_call())
     data: dict[str, Any] = {**((snap.to_dict() or {}) if snap.exists else {}), **last_runs(name)}
-    last = data.get("last_success_at")
     return SourceState(
         watermark=data.get("watermark"),
-        last_success_at=datetime.fromisoformat(last) if last else None,
+        last_success_at=data.get("last_success_at"),
         last_status=data.get("last_status"),
         cursors=dict(data.get("cursors") or {}),
     )
 
 
 def source_states(names: list[str]) -> dict[str, dict[str, Any]]:
-    """Watermark, cursors, last status and last success of each named source."""
+    """Watermark, cursors, last status and last success of each named source, times in the text form the API
+    has always answered (:func:`codec.as_text`)."""
     client = db()
     refs = [source_ref(n) for n in names]
     positions = {snap.id: (snap.to_dict() or {}) for snap in client.get_all(refs, **bounded_call()) if snap.exists}
-    return {n: {**positions.get(n, {}), **last_runs(n)} for n in names}
+    out = {}
+    for n in names:
+        runs = {k: as_text(v) if k.endswith("_at") else v for k, v in last_runs(n).items()}
+        out[n] = {**positions.get(n, {}), **runs}
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +17,14 @@ from common.local.serve import serve_until_signalled
 from common.local.stack import Stack, StackConfig, StackState, alive, down
 from common.ops.cli.common import DEFAULT_STATE, StateDir, console, fail, out
 
+
+class QueueRate(enum.StrEnum):
+    """How fast the local queues dispatch and retry (common.local.provisioning)."""
+
+    local = "local"
+    declared = "declared"
+
+
 dev_app = typer.Typer(help="The local stack: emulators and functions on 127.0.0.1.", no_args_is_help=True)
 
 
@@ -24,14 +33,32 @@ def dev_up(
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once everything answers.")] = False,
     samples: Annotated[bool, typer.Option(help="Serve the project's upstream samples (offline).")] = False,
     replay: Annotated[Path | None, typer.Option(help="Serve recorded responses from this folder.")] = None,
+    record: Annotated[
+        Path | None, typer.Option(help="Call the real upstreams and record their answers into this folder.")
+    ] = None,
     scheduler: Annotated[bool, typer.Option(help="Run the Cloud Scheduler emulator and sync schedules.")] = True,
+    queue_rates: Annotated[
+        QueueRate,
+        typer.Option(help="local: queues dispatch fast and retry within seconds; declared: production limits."),
+    ] = QueueRate.local,
     state_dir: StateDir = DEFAULT_STATE,
 ) -> None:
     """Start the emulators and every function; block until Ctrl-C (or return with --detach)."""
     replay_dir = replay
+    if sum((samples, replay is not None, record is not None)) > 1:
+        fail("give one of --samples, --replay DIR and --record DIR")
     if samples:
         replay_dir = materialize(state_dir / "replay")
-    stack = Stack(StackConfig(state_dir=state_dir, replay_dir=replay_dir, scheduler=scheduler))
+    # No placeholder secrets: a source that needs a key asks for one (`tributary secrets set`), as in the cloud.
+    config = StackConfig(
+        state_dir=state_dir,
+        replay_dir=replay_dir,
+        record_dir=record,
+        scheduler=scheduler,
+        queue_rates=queue_rates.value,
+        secret_placeholders=False,
+    )
+    stack = Stack(config)
     try:
         with console.status("starting the local stack") as status:
             state = stack.up(progress=lambda msg: status.update(msg))

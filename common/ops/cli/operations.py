@@ -3,6 +3,7 @@ deployment or the local stack."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -14,11 +15,12 @@ from rich.table import Table
 from common.core.errors import ConfigError
 from common.gcp.secrets import set_secret
 from common.local.demo import run_demo
-from common.ops.cli.common import StateDir, console, fail, out, target
+from common.ops.cli.common import StateDir, console, fail, options, out, target
 from common.ops.dlq import list_dead, replay
+from common.ops.target import LOCAL, Target, resolve
 from common.runtime.reaper import reap
 
-secrets_app = typer.Typer(help="Secrets the sources need (Secret Manager, or the environment locally).")
+secrets_app = typer.Typer(help="Secrets the sources need (the local stack's secrets file, or Secret Manager).")
 dlq_app = typer.Typer(help="Status events that could not be applied.", no_args_is_help=True)
 
 
@@ -26,21 +28,33 @@ dlq_app = typer.Typer(help="Status events that could not be applied.", no_args_i
 def secrets_set(
     name: str,
     value: Annotated[str, typer.Argument(help="The value ('-' reads standard input).")],
-    local: Annotated[bool, typer.Option(help="Store in .tributary/secrets.json for the local stack.")] = False,
+    local: Annotated[
+        bool, typer.Option(help="The local secrets file (the running stack's, else .tributary/secrets.json).")
+    ] = False,
 ) -> None:
-    """Store a secret in Secret Manager (a new version; the secret is created if needed)."""
+    """Store a secret where the target's functions read it: the local stack's secrets file (read at every task,
+    no restart), or Secret Manager on a project (a new version; the secret is created if needed)."""
     if value == "-":
         value = sys.stdin.read().strip()
     try:
-        if local:
-            where = set_secret(name, value, local=True)
-        else:
-            with target().active():
-                where = set_secret(name, value)
+        chosen = _local_target() if local else target()
+        with chosen.active() if chosen is not None else contextlib.nullcontext():
+            where = set_secret(name, value, local=chosen is None or chosen.local)
     except ConfigError as exc:
         fail(exc.message)
         return
-    console.print(f"stored {name} in {where}")
+    if chosen is not None and not chosen.local:
+        console.print(f"stored {name} in {where} (deployed functions read it when their instances start)")
+    else:
+        console.print(f"stored {name} in {where}; the local stack reads it at its next task (no restart)")
+
+
+def _local_target() -> Target | None:
+    """The running local stack (for ``--local``), or None: then the default local secrets file."""
+    try:
+        return resolve(options.state_dir, LOCAL)
+    except ConfigError:
+        return None
 
 
 # ---- demo --------------------------------------------------------------------------------------------

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.core.errors import BadParams, IngestError, TransientError
 from common.runtime import batches
 from common.runtime.api.handlers import parse_body, source_named
 from common.runtime.api.models import ApiError, BackfillRequest, Response
-from common.sources.base import Source
+
+if TYPE_CHECKING:  # pragma: no cover (a type only: the contract loads with a source's module, never at cold start)
+    from common.sources.base import Source
 
 #: Above this many jobs a backfill must be confirmed (``"confirm": true``).
 MAX_UNCONFIRMED_JOBS = 1_000

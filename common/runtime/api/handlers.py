@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -33,7 +33,9 @@ from common.runtime.api.models import (
 )
 from common.runtime.api.operations import rerun
 from common.sources import all_sources, get_source
-from common.sources.base import Source
+
+if TYPE_CHECKING:  # pragma: no cover (a type only: the contract loads with a source's module, never at cold start)
+    from common.sources.base import Source
 
 log = logging.getLogger("tributary.api")
 
