@@ -27,6 +27,8 @@ def api(request: Request) -> Response:
     refused = headers_refusal(lowered) or guard("api", request.path, lowered)
     if refused is None and (request.path == "/ui" or request.path.startswith("/ui/")):
         return console(request, lowered)
+    if refused is None and request.path == "/" and "text/html" in lowered.get("accept", ""):
+        return Response(b"", 302, {"Location": "ui/"})  # a browser at the api's root finds the console
     body, status, headers = finish(
         refused
         or cross_site_refusal(request.method, lowered)

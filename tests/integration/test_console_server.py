@@ -84,3 +84,10 @@ def test_the_api_cold_start_does_not_load_the_console() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = json.loads(out.strip().splitlines()[-1])
     assert loaded == [], "the console and the cost model load when asked for, not at the api's cold start"
+
+
+def test_a_browser_at_the_root_is_sent_to_the_console_and_other_clients_get_json(client) -> None:
+    browser = client.get("/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert browser.status_code == 302 and browser.headers["Location"].endswith("ui/")
+    other = client.get("/")
+    assert other.status_code == 404 and other.get_json()["error"]["code"] == "not_found"
