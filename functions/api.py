@@ -5,7 +5,15 @@ import orjson
 from flask import Request, Response
 
 from common import bind_request, setup_logging
-from common.runtime.api import MAX_BODY, finish, handle, headers_refusal, let_headers_through, refusal
+from common.runtime.api import (
+    MAX_BODY,
+    cross_site_refusal,
+    finish,
+    handle,
+    headers_refusal,
+    let_headers_through,
+    refusal,
+)
 from common.runtime.auth import guard
 
 setup_logging()
@@ -16,9 +24,14 @@ let_headers_through()
 def api(request: Request) -> Response:
     lowered = {k.lower(): v for k, v in request.headers.items()}
     bind_request(lowered)
+    refused = headers_refusal(lowered) or guard("api", request.path, lowered)
+    if refused is None and (request.path == "/ui" or request.path.startswith("/ui/")):
+        return console(request, lowered)
+    if refused is None and request.path == "/" and "text/html" in lowered.get("accept", ""):
+        return Response(b"", 302, {"Location": "ui/"})  # a browser at the api's root finds the console
     body, status, headers = finish(
-        headers_refusal(lowered)
-        or guard("api", request.path, lowered)
+        refused
+        or cross_site_refusal(request.method, lowered)
         or handle(
             request.method,
             request.path,
@@ -28,6 +41,15 @@ def api(request: Request) -> Response:
         )
     )
     return Response(orjson.dumps(body), status, headers, content_type="application/json")
+
+
+def console(request: Request, lowered: dict[str, str]) -> Response:
+    """The operator console (``/ui``), authenticated above like the API."""
+    from common.runtime.console import serve  # only when /ui is asked for: the api's cold start never pays for it
+
+    query, body = request.args.to_dict(), request.stream.read(MAX_BODY + 1)
+    content, status, headers = serve(request.method, request.path, query=query, headers=lowered, body=body)
+    return Response(content, status, headers)
 
 
 @functions_framework.errorhandler(Exception)

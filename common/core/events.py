@@ -55,6 +55,9 @@ class EventData(BaseModel):
     part: str | None = None
     #: Incremental cursors reached (e.g. ``{"DFF": "2024-05-01"}``); the source keeps the maximum per key.
     cursors: dict[str, str] = Field(default_factory=dict)
+    #: What the ingest measured while handling the attempt (``cpu_seconds``, ``wall_seconds``,
+    #: ``peak_rss_bytes``), on outcome and part events; optional, so older events still read.
+    usage: dict[str, float] | None = None
 
 
 class Event(BaseModel):

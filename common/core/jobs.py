@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -85,6 +86,9 @@ class Job(BaseModel):
     decided_by: str | None = None
     #: What the load stage did with the outputs (common.runtime.load): status, rows, bytes, tables.
     load: dict[str, Any] | None = None
+    #: What the ingest measured for the deciding attempt (CPU seconds, wall seconds, peak RSS bytes): the
+    #: compute of the job's cost (common.core.cost), the rest of which is counted from the fields above.
+    usage: dict[str, float] | None = None
     #: The current run: 1, then one more per retry. Events of another run never change the job.
     run: int = 1
     #: Every run, oldest first. Stored: the earlier runs; answered (:meth:`public`): the current one too.
@@ -112,6 +116,18 @@ class Job(BaseModel):
 #: What job and batch ids look like (task-safe). Anything else names nothing, and Firestore refuses ids
 #: like "__x__" with an error rather than "not found" (docs/google-quirks.md).
 ID_RE = re.compile(r"^(?!__.*__$)[A-Za-z0-9_-]{1,200}$")
+
+
+def summed_usage(usages: Iterable[dict[str, float] | None]) -> dict[str, float] | None:
+    """The parts' measured usage as one: seconds added, the largest peak memory; None without any."""
+    known = [u for u in usages if u]
+    if not known:
+        return None
+    out: dict[str, float] = {}
+    for u in known:
+        for key, value in u.items():
+            out[key] = max(out.get(key, 0.0), value) if key == "peak_rss_bytes" else out.get(key, 0.0) + value
+    return out
 
 
 def is_valid_id(value: str) -> bool:
@@ -199,10 +215,11 @@ def apply_event(job: Job, event: Event) -> Job | None:
         case EventType.succeeded if key > _current_key(job):
             new.decided_by, new.status, new.finished_at = key, JobStatus.succeeded, event.time
             new.records, new.bytes, new.outputs = data.records, data.bytes, list(data.outputs)
-            new.error = None
+            new.error, new.usage = None, data.usage
         case EventType.failed if key > _current_key(job):
             new.decided_by, new.status, new.finished_at = key, JobStatus.failed, event.time
             new.error = JobError(**(data.error or {"kind": "permanent", "message": "failed"}))
+            new.usage = data.usage
     if new.status is JobStatus.succeeded and new.progress is not None:
         new.progress.done = new.progress.total
     if new.status is JobStatus.cancelled:
@@ -233,6 +250,7 @@ def new_run(job: Job, now: datetime) -> Job:
             "finished_at": None,
             "decided_by": None,
             "load": None,
+            "usage": None,
             "updated_at": max(now, job.updated_at),
         },
         deep=True,

@@ -47,8 +47,9 @@ _SHARED = frozenset(
 #: What each function imports on top (read from its code; ``tests/unit/test_deploy.py`` runs each staged
 #: function with everything else made unimportable). pyarrow is the ingest's alone: it writes the Parquet.
 NEEDS: dict[str, frozenset[str]] = {
-    # submit and enqueue; plan backfills through a source's HTTP client and secrets; run-daily reads crons
-    "api": _SHARED | {"google-cloud-tasks", "google-cloud-secret-manager", "tenacity", "limits", "croniter"},
+    # submit and enqueue; plan backfills through a source's HTTP client and secrets; run-daily reads crons; the
+    # console (/ui) renders its pages with jinja2
+    "api": _SHARED | {"google-cloud-tasks", "google-cloud-secret-manager", "tenacity", "limits", "croniter", "jinja2"},
     # fetch, verify, parse, write (locally or to GCS), publish, fan out parts
     "ingest": _SHARED
     | {

@@ -24,7 +24,7 @@ from common.core.tasks import TaskPayload
 from common.core.warehouse import hive_partition
 from common.gcp.objects import OutputStore, output_store
 from common.gcp.secrets import get_secret, set_command
-from common.runtime import executors
+from common.runtime import executors, usage
 from common.runtime.context import source_context
 from common.runtime.logs import bind_job
 from common.sources import get_source
@@ -75,6 +75,7 @@ class TaskOutcome:
 
 def run_task(payload: TaskPayload, delivery: Delivery, *, store: OutputStore | None = None) -> TaskOutcome:
     """Run one delivery of an ingest task and publish what happened. Never raises for ingestion errors."""
+    usage.start()
     source = get_source(payload.source)
     data = EventData(job_id=payload.job_id, source=source.name, attempt=delivery.attempt, run=payload.run)
     bind_job(job_id=payload.job_id, source=source.name, attempt=delivery.attempt)
@@ -120,12 +121,13 @@ def run_task(payload: TaskPayload, delivery: Delivery, *, store: OutputStore | N
 
 
 def publish(event: Event) -> str:
-    """Publish a job event on the configured bus (Pub/Sub, or the embedded one).
+    """Publish a job event on the configured bus (Pub/Sub, or the embedded one), with what this task used so far
+    (its cost's compute, ``common.runtime.usage``).
 
     Raises:
         TransientError: the bus did not take it.
     """
-    return executors.events().publish(event)
+    return executors.events().publish(usage.stamp(event))
 
 
 def stopped_because(payload: TaskPayload) -> str | None:

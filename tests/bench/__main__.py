@@ -1,4 +1,4 @@
-"""``make bench``: run the benchmarks P1-P8, print the table, write BENCHMARKS.md.
+"""``make bench``: run the benchmarks P1-P9, print the table, write BENCHMARKS.md.
 
     python -m tests.bench                      # everything, then BENCHMARKS.md (about 6-9 minutes on 2 cores)
     python -m tests.bench --only P1,P3 --quick # fast iteration: fewer runs, smaller sizes, nothing written
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-MEASURES = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8")
+MEASURES = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9")
 
 
 def registry() -> dict[str, Callable[..., object]]:
@@ -33,6 +33,7 @@ def registry() -> dict[str, Callable[..., object]]:
     from tests.bench.p5_enqueue import p5_enqueue
     from tests.bench.p6_embedded import p6_embedded, p8_backfill
     from tests.bench.p6_p7_celery import p6_p7_celery
+    from tests.bench.p9_cost import p9_cost
 
     return {
         "P1": p1_ingest,
@@ -43,6 +44,7 @@ def registry() -> dict[str, Callable[..., object]]:
         "P6": p6_embedded,
         "P7": p6_p7_celery,
         "P8": p8_backfill,
+        "P9": p9_cost,
     }
 
 

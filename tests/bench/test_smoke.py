@@ -82,3 +82,13 @@ def test_measure_helpers_give_medians_spreads_and_paired_ratios() -> None:
     r = Ratio.of(stats["a"], stats["b"])
     assert (r.value, r.lo, r.hi) == (2.0, 2.0, 2.0)
     assert Stat([1000.0, 2000.0], "rows/s").fmt() == "1,500 rows/s [1,000-2,000] (n=2)"
+
+
+def test_p6_counts_and_prices_a_job(ctx: Context) -> None:
+    from tests.bench.p9_cost import p9_cost
+
+    sec = p9_cost(ctx)
+    by_measure = {row.measure: row for row in sec.rows}
+    assert by_measure["Pub/Sub messages per one-part job (published)"].met is True
+    assert any(row.ours.startswith("$") for row in sec.rows), "1,000 slot jobs are priced"
+    assert "vCPU-s" in next(row.ours for row in sec.rows if "compute measured" in row.measure)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from common.gcp.firestore import indexes, jobs, sources
+from common.gcp.firestore import indexes, jobs, reads, sources
 from common.gcp.firestore.indexes import INDEXES, Index, covers, needed
 
 REPOS = Path(indexes.__file__).parent
@@ -88,7 +88,7 @@ def walked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str, ...], 
         def collection(self, name: str) -> Recorder:
             return Recorder(log, name)
 
-    for module in (jobs, sources):
+    for module in (jobs, sources, reads):
         monkeypatch.setattr(module, "db", lambda: Db())
     for size in range(len(indexes.JOB_FILTERS) + 1):
         for combo in itertools.combinations(indexes.JOB_FILTERS, size):
@@ -97,6 +97,8 @@ def walked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str, ...], 
     jobs.count_parts("j")
     jobs.count_parts("j", 2)  # a retry's run counts only its own parts
     sources.last_runs("gdelt")
+    reads.recent_batches(5)  # the console's lists
+    reads.recent_jobs(5)
     return log
 
 

@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from common.core.events import Event, EventData, EventType
-from common.core.jobs import Job, JobStatus, Progress, apply_event, is_valid_id, outcome_key
+from common.core.jobs import Job, JobStatus, Progress, apply_event, is_valid_id, outcome_key, summed_usage
 from common.gcp.firestore.codec import EXPIRE_AT, expire_at, from_firestore, newest_first, timestamp, to_firestore
 from common.gcp.firestore.query import bounded_call, count, db
+from common.gcp.firestore.reads import marker as marker_of
 from common.gcp.firestore.sources import run_record, run_ref, update_source
 from common.gcp.names import EVENTS, JOBS, PARTS
 
@@ -125,7 +126,8 @@ def record_event(event: Event) -> Job | None:
             # and no marker, so that it is never mistaken for one of the current run.
             return job, False
         stamp = timestamp(event.time)
-        transaction.set(marker_ref, {"type": event.type.value, "time": stamp, EXPIRE_AT: expire_at(stamp)})
+        # type, run, attempt, error, progress: the console's timeline
+        transaction.set(marker_ref, {**marker_of(event), "time": stamp, EXPIRE_AT: expire_at(stamp)})
         if event.type is EventType.progress and event.data.part:
             transaction.set(
                 job_ref.collection(PARTS).document(event.data.part), to_firestore(event.data, expires_from=stamp)
@@ -202,6 +204,7 @@ def finish_if_complete(job_id: str) -> Job | None:
                 outputs=sorted({o for p in parts for o in p.get("outputs", [])}),
                 watermark=max(watermarks) if watermarks else None,
                 cursors=cursors,
+                usage=summed_usage(p.get("usage") for p in parts),
             ),
             seq="parts",
         )

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from common.ops.cli import cost as _cost  # noqa: F401 - registers `tributary jobs cost`
 from common.ops.cli.common import api_url, options
 from common.ops.cli.dev import dev_app
 from common.ops.cli.embedded import run_cmd, serve_cmd

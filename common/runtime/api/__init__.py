@@ -7,7 +7,7 @@ Every bad request answers 4xx with ``{"error": {"code", "message", "field"}}`` a
 
 from common.runtime.api.models import MAX_BODY, MAX_LIMIT, ApiError, Route
 from common.runtime.api.routes import ROUTER, ROUTES, document, finish, handle, refusal
-from common.runtime.api.server import headers_refusal, let_headers_through
+from common.runtime.api.server import cross_site_refusal, headers_refusal, let_headers_through
 
 __all__ = [
     "MAX_BODY",
@@ -16,6 +16,7 @@ __all__ = [
     "ROUTES",
     "ApiError",
     "Route",
+    "cross_site_refusal",
     "document",
     "finish",
     "handle",

@@ -145,6 +145,16 @@ class ReaperQuery(Request):
 
 
 # ---- responses -----------------------------------------------------------------------------------
+class JobOut(Job):
+    """A job, with what it cost (``common.core.cost``; docs/cost.md)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    cost: dict[str, Any] | None = Field(
+        None, description="usage by kind (counted from what the job did, compute measured) priced at list prices"
+    )
+
+
 class JobList(Answer):
     jobs: list[Job]
 

@@ -36,7 +36,7 @@ ROUTES: tuple[Route, ...] = (
         errors=(400, 503), query=m.JobQuery,
     ),
     Route(
-        "GET", "/v1/jobs/<job_id>", h.get_job, "One job", response=m.Job, description="the job",
+        "GET", "/v1/jobs/<job_id>", h.get_job, "One job", response=m.JobOut, description="the job and its cost",
         errors=(400, 404, 503),
     ),
     Route(

@@ -66,3 +66,22 @@ def headers_refusal(headers: Mapping[str, str]) -> Response | None:
         )
         return ApiError(431, "headers_too_large", message).body(), 431, {}
     return None
+
+
+#: What a browser says of a request made by a page of the api's own origin, or typed by its user.
+SAME_ORIGIN = frozenset({"same-origin", "none"})
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def cross_site_refusal(method: str, headers: Mapping[str, str]) -> Response | None:
+    """A 403 for a state-changing request that a browser says another site made (``Sec-Fetch-Site``), else None.
+
+    The API takes JSON and credentials in headers, which a page of another site cannot send without a CORS
+    preflight the api never grants; this also holds where a proxy in front adds the credentials (an
+    identity-aware proxy's cookie), whatever the content type. Clients other than browsers send no such header.
+    """
+    site = headers.get("sec-fetch-site")
+    if method.upper() in READ_METHODS or site is None or site in SAME_ORIGIN:
+        return None
+    message = f"a {method} from another site ({site}) is refused: call the API from its own origin or a client"
+    return ApiError(403, "cross_site_request", message).body(), 403, {}

@@ -1,0 +1,68 @@
+"""Read-only views for the operator console: a job's event markers and run record, recent batches, recent jobs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from common.core.events import Event
+from common.core.jobs import Job
+from common.gcp.firestore.codec import EXPIRE_AT, as_datetime, from_firestore, newest_first
+from common.gcp.firestore.query import bounded_call, db
+from common.gcp.names import BATCHES, EVENTS, JOBS, RUNS, SOURCES
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The most event markers read for one job's timeline.
+MAX_EVENTS = 500
+
+
+def marker(event: Event) -> dict[str, Any]:
+    """What the status function keeps of an applied event (``jobs/{id}/events/{event_id}``): enough for a
+    timeline (type, time, attempt, error, progress, part, counts), never the outputs list."""
+    data = event.data
+    out: dict[str, Any] = {
+        "type": event.type.value,
+        "time": event.time.isoformat(),
+        "run": data.run,
+        "attempt": data.attempt,
+    }
+    if data.error is not None:
+        out["error"] = data.error
+    if data.progress is not None:
+        out["progress"] = data.progress.model_dump()
+    if data.part:
+        out["part"] = data.part
+    if data.records or data.bytes:
+        out.update(records=data.records, bytes=data.bytes)
+    return out
+
+
+def job_events(job_id: str) -> list[dict[str, Any]]:
+    """The job's applied events, oldest first, each with its id (times as stored: Timestamps or older strings)."""
+    ref = db().collection(JOBS).document(job_id).collection(EVENTS)
+    out = []
+    for snap in ref.limit(MAX_EVENTS).stream(**bounded_call()):
+        doc = from_firestore(snap.to_dict())
+        doc.pop(EXPIRE_AT, None)
+        out.append({"id": snap.id, **doc, "time": as_datetime(doc.get("time"))})
+    return sorted(out, key=lambda e: (e["time"] or EPOCH, e["id"]))
+
+
+def job_run(source: str, job_id: str) -> dict[str, Any] | None:
+    """The job's run record (``sources/{source}/runs/{job_id}``), written when its outcome was decided."""
+    snap = db().collection(SOURCES).document(source).collection(RUNS).document(job_id).get(**bounded_call())
+    return from_firestore(snap.to_dict()) if snap.exists else None
+
+
+def recent_batches(limit: int) -> list[dict[str, Any]]:
+    """The newest batches first (backfills and run-daily)."""
+    snaps = newest_first(db().collection(BATCHES), "created_at", limit)
+    return [dict(from_firestore(s.to_dict()), batch_id=s.id) for s in snaps]
+
+
+def recent_jobs(limit: int) -> list[Job]:
+    """The newest ``limit`` jobs of every source (the charts and cost views aggregate them)."""
+    return [
+        Job.model_validate(from_firestore(s.to_dict()))
+        for s in newest_first(db().collection(JOBS), "created_at", limit)
+    ]
