@@ -77,6 +77,22 @@ class Event(BaseModel):
         run = f"r{data.run}." if data.run > 1 else ""
         return cls(id=f"{data.job_id}.{run}{data.attempt}.{type.value}.{seq}", type=type, data=data)
 
+    def marker(self) -> dict[str, Any]:
+        """What a state store keeps of an applied event (its marker): enough for a timeline (type, time, run,
+        attempt, error, progress, part, counts), never the outputs list."""
+        data = self.data
+        out: dict[str, Any] = {"type": self.type.value, "time": self.time.isoformat(), "run": data.run}
+        out["attempt"] = data.attempt
+        if data.error is not None:
+            out["error"] = data.error
+        if data.progress is not None:
+            out["progress"] = data.progress.model_dump()
+        if data.part:
+            out["part"] = data.part
+        if data.records or data.bytes:
+            out.update(records=data.records, bytes=data.bytes)
+        return out
+
     def to_cloudevent(self) -> dict[str, Any]:
         """The structured-mode CloudEvent (a JSON-ready dict)."""
         return {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -261,3 +261,33 @@ def cancel_event(job: Job, now: datetime) -> Event:
     """The event that cancels the job's current run (one id per run, so a repeated cancel collapses)."""
     data = EventData(job_id=job.job_id, source=job.source, attempt=0, run=job.run)
     return Event.make(EventType.cancelled, data, seq="api").model_copy(update={"time": now})
+
+
+def awaits_parts(job: Job) -> bool:
+    """Whether the job's stored parts may still finish it: a multi-part job not succeeded and not cancelled (a
+    failed one too, since a success beats a failure; a cancel beats both)."""
+    return job.progress is not None and job.status not in (JobStatus.succeeded, JobStatus.cancelled)
+
+
+def parts_succeeded(job: Job, parts: Sequence[Mapping[str, Any]]) -> Event:
+    """The ``succeeded`` event of the job's run from its stored parts (each a progress event's data): records,
+    bytes and usage summed, outputs merged, the latest watermark and cursors. Its id is the run's ``parts`` one,
+    so finishing twice is one event."""
+    watermarks = [p["watermark"] for p in parts if p.get("watermark")]
+    cursors: dict[str, str] = {}
+    for p in parts:
+        for key, value in (p.get("cursors") or {}).items():
+            cursors[key] = max(value, cursors.get(key, value))
+    data = EventData(
+        job_id=job.job_id,
+        source=job.source,
+        run=job.run,
+        attempt=max((p.get("attempt", 1) for p in parts), default=1),
+        records=sum(p.get("records", 0) for p in parts),
+        bytes=sum(p.get("bytes", 0) for p in parts),
+        outputs=sorted({o for p in parts for o in p.get("outputs", [])}),
+        watermark=max(watermarks) if watermarks else None,
+        cursors=cursors,
+        usage=summed_usage(p.get("usage") for p in parts),
+    )
+    return Event.make(EventType.succeeded, data, seq="parts")

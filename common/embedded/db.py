@@ -30,7 +30,7 @@ CREATE INDEX IF NOT EXISTS jobs_source ON jobs (source, created_at);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
 CREATE INDEX IF NOT EXISTS jobs_batch ON jobs (batch_id, status);
 CREATE TABLE IF NOT EXISTS job_events (
-    job_id TEXT NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL, time TEXT NOT NULL,
+    job_id TEXT NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL, time TEXT NOT NULL, doc TEXT NOT NULL,
     PRIMARY KEY (job_id, event_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS parts (

@@ -19,7 +19,18 @@ import orjson
 
 from common.core.errors import TransientError
 from common.core.events import Event, EventData, EventType
-from common.core.jobs import Job, JobStatus, Progress, apply_event, cancel_event, is_valid_id, new_run, outcome_key
+from common.core.jobs import (
+    Job,
+    JobStatus,
+    Progress,
+    apply_event,
+    awaits_parts,
+    cancel_event,
+    is_valid_id,
+    new_run,
+    outcome_key,
+    parts_succeeded,
+)
 from common.core.ports import StoredLetter, WrongState
 from common.core.source_state import SourceState
 from common.core.warehouse import summarize_loads
@@ -140,8 +151,7 @@ class SqliteState:
                 return None
             if data.run != job.run:
                 return job  # a late event of a run a retry replaced: no marker, nothing changes
-            marker = (data.job_id, event.id, event.type.value, stamp(event.time))
-            if c.execute("INSERT OR IGNORE INTO job_events VALUES (?, ?, ?, ?)", marker).rowcount == 0:
+            if not self._mark(c, event):
                 return job  # applied before
             if event.type is EventType.progress and data.part:
                 c.execute(
@@ -157,6 +167,12 @@ class SqliteState:
             if event.type in (EventType.started, EventType.progress) and job.progress and job.progress.total > 1:
                 return self._finish(c, job)
             return job
+
+    @staticmethod
+    def _mark(c: sqlite3.Connection, event: Event) -> bool:
+        """Write the event's marker (``Event.marker``, the console's timeline); False when it was there already."""
+        row = (event.data.job_id, event.id, event.type.value, stamp(event.time), orjson.dumps(event.marker()))
+        return c.execute("INSERT OR IGNORE INTO job_events VALUES (?, ?, ?, ?, ?)", row).rowcount > 0
 
     def _store(self, c: sqlite3.Connection, old: Job, new: Job, event: Event) -> None:
         """Write the job; the event that decides its outcome writes its run and moves its source forward."""
@@ -194,33 +210,14 @@ class SqliteState:
 
     def _finish(self, c: sqlite3.Connection, job: Job) -> Job:
         """Succeed a multi-part job whose parts have all landed (a success beats a failure); else ``job``."""
-        if job.status in (JobStatus.succeeded, JobStatus.cancelled) or not job.progress:
+        if not awaits_parts(job) or job.progress is None:
             return job
         args: list[object] = [job.job_id] + ([job.run] if job.run > 1 else [])
         sql = f"SELECT doc FROM parts WHERE job_id = ?{self._of_run(job.run)}"
         parts = [orjson.loads(r["doc"]) for r in c.execute(sql, args)]
         if len(parts) < job.progress.total:
             return job
-        watermarks = [p["watermark"] for p in parts if p.get("watermark")]
-        cursors: dict[str, str] = {}
-        for p in parts:
-            for key, value in (p.get("cursors") or {}).items():
-                cursors[key] = max(value, cursors.get(key, ""))
-        done = Event.make(
-            EventType.succeeded,
-            EventData(
-                job_id=job.job_id,
-                source=job.source,
-                run=job.run,
-                attempt=max((p.get("attempt", 1) for p in parts), default=1),
-                records=sum(p.get("records", 0) for p in parts),
-                bytes=sum(p.get("bytes", 0) for p in parts),
-                outputs=sorted({o for p in parts for o in p.get("outputs", [])}),
-                watermark=max(watermarks) if watermarks else None,
-                cursors=cursors,
-            ),
-            seq="parts",
-        )
+        done = parts_succeeded(job, parts)
         new = apply_event(job, done)
         if new is None:
             return job
@@ -265,9 +262,7 @@ class SqliteState:
             if job.status.terminal:
                 raise WrongState(job, "only a queued or running job can be cancelled")
             event = cancel_event(job, now)
-            c.execute(
-                "INSERT OR IGNORE INTO job_events VALUES (?, ?, ?, ?)", (job_id, event.id, "cancelled", stamp(now))
-            )
+            self._mark(c, event)
             new = apply_event(job, event) or job
             self._store(c, job, new, event)
         return new

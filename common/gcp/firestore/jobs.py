@@ -13,11 +13,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from common.core.events import Event, EventData, EventType
-from common.core.jobs import Job, JobStatus, Progress, apply_event, is_valid_id, outcome_key, summed_usage
+from common.core.events import Event, EventType
+from common.core.jobs import (
+    Job,
+    JobStatus,
+    Progress,
+    apply_event,
+    awaits_parts,
+    is_valid_id,
+    outcome_key,
+    parts_succeeded,
+)
 from common.gcp.firestore.codec import EXPIRE_AT, expire_at, from_firestore, newest_first, timestamp, to_firestore
 from common.gcp.firestore.query import bounded_call, count, db
-from common.gcp.firestore.reads import marker as marker_of
 from common.gcp.firestore.sources import run_record, run_ref, update_source
 from common.gcp.names import EVENTS, JOBS, PARTS
 
@@ -95,6 +103,13 @@ def part_update_times(job_id: str) -> list[datetime]:
     return [part.update_time for part in parts if part.update_time]
 
 
+def marker(event: Event) -> dict[str, Any]:
+    """``jobs/{id}/events/{event_id}``: the event's marker (``Event.marker``, the console's timeline), its time a
+    Timestamp, expiring with the retention."""
+    stamp = timestamp(event.time)
+    return {**event.marker(), "time": stamp, EXPIRE_AT: expire_at(stamp)}
+
+
 def record_event(event: Event) -> Job | None:
     """Apply ``event`` once, in one transaction. Returns the job as it now is, or None for an event of a job
     that was never created (or of another source): nothing is written for it.
@@ -113,7 +128,7 @@ def record_event(event: Event) -> Job | None:
         # Both documents in one read (one round trip, not two).
         read = transaction.get_all([job_ref, marker_ref], **bounded_call())
         snaps = {snap.reference.path: snap for snap in read}
-        job_snap, marker = snaps[job_ref.path], snaps[marker_ref.path]
+        job_snap, marker_snap = snaps[job_ref.path], snaps[marker_ref.path]
         if not job_snap.exists:
             # Every job is created (api, batch) before its task runs: an event for another id names a job we
             # never made. Writing nothing keeps a forged or stray event from creating a phantom job.
@@ -121,13 +136,12 @@ def record_event(event: Event) -> Job | None:
         job = from_doc(job_snap.to_dict())
         if job.source != event.data.source:
             return None, False  # an event of another source's job id: as foreign as an unknown id
-        if marker.exists or event.data.run != job.run:
+        if marker_snap.exists or event.data.run != job.run:
             # A duplicate; or an event of another run (a late one of the run a retry replaced): nothing to do,
             # and no marker, so that it is never mistaken for one of the current run.
             return job, False
+        transaction.set(marker_ref, marker(event))
         stamp = timestamp(event.time)
-        # type, run, attempt, error, progress: the console's timeline
-        transaction.set(marker_ref, {**marker_of(event), "time": stamp, EXPIRE_AT: expire_at(stamp)})
         if event.type is EventType.progress and event.data.part:
             transaction.set(
                 job_ref.collection(PARTS).document(event.data.part), to_firestore(event.data, expires_from=stamp)
@@ -174,40 +188,16 @@ def finish_if_complete(job_id: str) -> Job | None:
     if not snap.exists:
         return None
     job = from_doc(snap.to_dict())
-    # A failed job is finished too when every part has landed: a success beats a failure (apply_event); a
-    # cancelled one is not (a cancel beats a success).
-    if job.status in (JobStatus.succeeded, JobStatus.cancelled) or not job.progress:
-        return job
-    if count_parts(job_id, job.run) < job.progress.total:
+    if not awaits_parts(job) or job.progress is None or count_parts(job_id, job.run) < job.progress.total:
         return job
 
     @fs.transactional
     def txn(transaction: Any) -> Job:
         current = from_doc(job_ref.get(transaction=transaction, **bounded_call()).to_dict())
-        if current.status in (JobStatus.succeeded, JobStatus.cancelled) or current.run != job.run:
+        if not awaits_parts(current) or current.run != job.run:
             return current
         parts = [p.to_dict() for p in _parts(job_id, current.run).stream(transaction=transaction, **bounded_call())]
-        watermarks = [p["watermark"] for p in parts if p.get("watermark")]
-        cursors: dict[str, str] = {}
-        for p in parts:
-            for key, value in (p.get("cursors") or {}).items():
-                cursors[key] = max(value, cursors.get(key, value))
-        done = Event.make(
-            EventType.succeeded,
-            EventData(
-                job_id=job_id,
-                source=current.source,
-                run=current.run,
-                attempt=max((p.get("attempt", 1) for p in parts), default=1),
-                records=sum(p.get("records", 0) for p in parts),
-                bytes=sum(p.get("bytes", 0) for p in parts),
-                outputs=sorted({o for p in parts for o in p.get("outputs", [])}),
-                watermark=max(watermarks) if watermarks else None,
-                cursors=cursors,
-                usage=summed_usage(p.get("usage") for p in parts),
-            ),
-            seq="parts",
-        )
+        done = parts_succeeded(current, parts)
         new = apply_event(current, done)
         if new is None:
             return current

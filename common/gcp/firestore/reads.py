@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from common.core.events import Event
 from common.core.jobs import Job
 from common.gcp.firestore.codec import EXPIRE_AT, as_datetime, from_firestore, newest_first
 from common.gcp.firestore.query import bounded_call, db
@@ -14,27 +13,6 @@ from common.gcp.names import BATCHES, EVENTS, JOBS, RUNS, SOURCES
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: The most event markers read for one job's timeline.
 MAX_EVENTS = 500
-
-
-def marker(event: Event) -> dict[str, Any]:
-    """What the status function keeps of an applied event (``jobs/{id}/events/{event_id}``): enough for a
-    timeline (type, time, attempt, error, progress, part, counts), never the outputs list."""
-    data = event.data
-    out: dict[str, Any] = {
-        "type": event.type.value,
-        "time": event.time.isoformat(),
-        "run": data.run,
-        "attempt": data.attempt,
-    }
-    if data.error is not None:
-        out["error"] = data.error
-    if data.progress is not None:
-        out["progress"] = data.progress.model_dump()
-    if data.part:
-        out["part"] = data.part
-    if data.records or data.bytes:
-        out.update(records=data.records, bytes=data.bytes)
-    return out
 
 
 def job_events(job_id: str) -> list[dict[str, Any]]:

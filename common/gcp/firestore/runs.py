@@ -6,18 +6,33 @@ callers racing cannot both act: the second finds the state the first left.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from common.core.jobs import Job, apply_event, cancel_event, new_run
 from common.core.ports import WrongState
-from common.gcp.firestore.codec import EXPIRE_AT, expire_at, timestamp
-from common.gcp.firestore.jobs import document, from_doc, to_doc
+from common.gcp.firestore.jobs import document, from_doc, marker, to_doc
 from common.gcp.firestore.query import bounded_call, db
 from common.gcp.firestore.sources import run_record, run_ref
 from common.gcp.names import EVENTS
 
 __all__ = ["WrongState", "cancel_job", "retry_job"]
+
+
+def _act(job_id: str, act: Callable[[Any, Any, Job], Job]) -> Job | None:
+    """Run ``act(transaction, ref, job)`` on the stored job in one transaction; None when the job is unknown."""
+    from google.cloud import firestore as fs
+
+    ref = document(job_id)
+
+    @fs.transactional
+    def txn(transaction: Any) -> Job | None:
+        snap = ref.get(transaction=transaction, **bounded_call())
+        return act(transaction, ref, from_doc(snap.to_dict())) if snap.exists else None
+
+    result: Job | None = txn(db().transaction())
+    return result
 
 
 def retry_job(job_id: str, now: datetime) -> Job | None:
@@ -28,24 +43,15 @@ def retry_job(job_id: str, now: datetime) -> Job | None:
     Raises:
         WrongState: the job is queued, running or succeeded.
     """
-    from google.cloud import firestore as fs
 
-    ref = document(job_id)
-
-    @fs.transactional
-    def txn(transaction: Any) -> Job | None:
-        snap = ref.get(transaction=transaction, **bounded_call())
-        if not snap.exists:
-            return None
-        job = from_doc(snap.to_dict())
+    def retry(transaction: Any, ref: Any, job: Job) -> Job:
         if not job.status.retryable:
             raise WrongState(job, "only a failed or cancelled job can be retried")
         new = new_run(job, now)
         transaction.set(ref, to_doc(new))
         return new
 
-    result: Job | None = txn(db().transaction())
-    return result
+    return _act(job_id, retry)
 
 
 def cancel_job(job_id: str, now: datetime) -> Job | None:
@@ -58,27 +64,15 @@ def cancel_job(job_id: str, now: datetime) -> Job | None:
     Raises:
         WrongState: the job is already succeeded, failed or cancelled.
     """
-    from google.cloud import firestore as fs
 
-    ref = document(job_id)
-
-    @fs.transactional
-    def txn(transaction: Any) -> Job | None:
-        snap = ref.get(transaction=transaction, **bounded_call())
-        if not snap.exists:
-            return None
-        job = from_doc(snap.to_dict())
+    def cancel(transaction: Any, ref: Any, job: Job) -> Job:
         if job.status.terminal:
             raise WrongState(job, "only a queued or running job can be cancelled")
         event = cancel_event(job, now)
         new = apply_event(job, event) or job
-        transaction.set(
-            ref.collection(EVENTS).document(event.id),
-            {"type": event.type.value, "time": timestamp(now), EXPIRE_AT: expire_at(now)},
-        )
+        transaction.set(ref.collection(EVENTS).document(event.id), marker(event))
         transaction.set(ref, to_doc(new))
         transaction.set(run_ref(new), run_record(new, event))
         return new
 
-    result: Job | None = txn(db().transaction())
-    return result
+    return _act(job_id, cancel)
