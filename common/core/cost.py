@@ -193,3 +193,8 @@ def celery_month() -> float:
     """The fixed monthly cost of a small Celery + Redis setup on Google Cloud: one e2-medium worker VM (beat on
     it too) and a 1 GB Basic Memorystore for Redis, running all month whether or not anything is ingested."""
     return (E2_MEDIUM_HOUR + MEMORYSTORE_BASIC_GB_HOUR * 1) * HOURS_PER_MONTH
+
+
+def priced(job: Job) -> dict[str, Any]:
+    """The job as the API answers it (``Job.public``) with its cost: ``GET /v1/jobs/{id}`` and the console."""
+    return {**job.public(), "cost": job_cost(job)}

@@ -21,6 +21,9 @@ from common.core.jobs import Job
 from common.core.source_state import SourceState
 from common.core.tasks import QueueConfig, TaskPayload
 
+#: The most event markers :meth:`StateStore.job_events` returns (a job's timeline in the console).
+MAX_TIMELINE = 500
+
 
 class Dispatcher(Protocol):
     """Delivers ingest tasks at least once, honouring the source's queue limits and retry policy."""
@@ -175,6 +178,19 @@ class StateStore(Protocol):
 
     def get_batch(self, batch_id: str) -> dict[str, Any] | None:
         """The batch document, or None."""
+        ...
+
+    def job_events(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's event markers (``Event.marker``), oldest first (at most :data:`MAX_TIMELINE`), each with its
+        ``id`` and ``time`` as a datetime."""
+        ...
+
+    def job_run(self, source: str, job_id: str) -> dict[str, Any] | None:
+        """The job's run record (what its decided outcome left on its source), or None."""
+        ...
+
+    def recent_batches(self, limit: int) -> list[dict[str, Any]]:
+        """The newest batch documents first, each with its ``batch_id``."""
         ...
 
     def record_load(self, job_id: str, key: str, report: dict[str, Any]) -> dict[str, Any]:

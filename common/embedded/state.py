@@ -31,7 +31,7 @@ from common.core.jobs import (
     outcome_key,
     parts_succeeded,
 )
-from common.core.ports import StoredLetter, WrongState
+from common.core.ports import MAX_TIMELINE, StoredLetter, WrongState
 from common.core.source_state import SourceState
 from common.core.warehouse import summarize_loads
 from common.embedded.db import Database, database
@@ -324,6 +324,24 @@ class SqliteState:
     def get_batch(self, batch_id: str) -> dict[str, Any] | None:
         rows = self.db.read("SELECT doc FROM batches WHERE batch_id = ?", (batch_id,))
         return dict(orjson.loads(rows[0]["doc"])) if rows else None
+
+    # ---- the console's reads ------------------------------------------------------------------------
+
+    def job_events(self, job_id: str) -> list[dict[str, Any]]:
+        sql = "SELECT event_id, doc FROM job_events WHERE job_id = ? ORDER BY time, event_id LIMIT ?"
+        out = []
+        for r in self.db.read(sql, (job_id, MAX_TIMELINE)):
+            doc = orjson.loads(r["doc"])
+            out.append({"id": r["event_id"], **doc, "time": datetime.fromisoformat(doc["time"])})
+        return out
+
+    def job_run(self, source: str, job_id: str) -> dict[str, Any] | None:
+        rows = self.db.read("SELECT doc FROM runs WHERE source = ? AND job_id = ?", (source, job_id))
+        return dict(orjson.loads(rows[0]["doc"])) if rows else None
+
+    def recent_batches(self, limit: int) -> list[dict[str, Any]]:
+        sql = "SELECT batch_id, doc FROM batches ORDER BY json_extract(doc, '$.created_at') DESC LIMIT ?"
+        return [dict(orjson.loads(r["doc"]), batch_id=r["batch_id"]) for r in self.db.read(sql, (limit,))]
 
     # ---- loads --------------------------------------------------------------------------------------
 

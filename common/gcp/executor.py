@@ -17,7 +17,7 @@ from common.core.ports import QueueAction, QueueState, StoredLetter
 from common.core.source_state import SourceState
 from common.core.tasks import QueueConfig, TaskPayload
 from common.gcp import firestore, names, pubsub, tasks
-from common.gcp.firestore import batches, deadletters, loads, runs
+from common.gcp.firestore import batches, deadletters, loads, reads, runs
 from common.gcp.firestore import jobs as jobs_repo
 
 __all__ = ["CloudTasksDispatcher", "FirestoreState", "PubSubBus"]
@@ -150,6 +150,15 @@ class FirestoreState:
 
     def get_batch(self, batch_id: str) -> dict[str, Any] | None:
         return batches.get(batch_id)
+
+    def job_events(self, job_id: str) -> list[dict[str, Any]]:
+        return reads.job_events(job_id)
+
+    def job_run(self, source: str, job_id: str) -> dict[str, Any] | None:
+        return reads.job_run(source, job_id)
+
+    def recent_batches(self, limit: int) -> list[dict[str, Any]]:
+        return reads.recent_batches(limit)
 
     def record_load(self, job_id: str, key: str, report: dict[str, Any]) -> dict[str, Any]:
         return loads.record_load(job_id, key, report)

@@ -9,7 +9,8 @@ Two places hold them:
   ``max_delivery_attempts`` (set by deploy.sh). Its pull subscription (``<topic>-dead-pull``,
   ``common.gcp.names.dead_subscription_path``) holds them.
 
-``replay`` applies each again through the same code as the status function; what applies is removed.
+``replay`` applies each again through the status rule (``common.runtime.status.replay``); what applies is
+removed.
 Both work on the current settings' target: the CLI installs the one it talks to (``common.ops.target``).
 """
 
@@ -18,11 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from common.core.events import Event
 from common.gcp import names
 from common.gcp.clients import subscriber
 from common.gcp.firestore.deadletters import record
-from common.runtime import executors
+from common.runtime import executors, status
 
 #: ``record`` moved to ``common.gcp.firestore.deadletters`` (the status function writes dead letters).
 __all__ = ["DeadLetter", "list_dead", "record", "replay"]
@@ -113,13 +113,10 @@ def replay(ids: set[str] | None = None) -> list[tuple[str, str]]:
         for letter in _stored_letters(1000) + leased:
             if ids is not None and letter.id not in ids:
                 continue
-            try:
-                event = Event.from_bytes(letter.data)
-            except ValueError as exc:
-                results.append((letter.id, f"still unreadable: {exc}"))
+            job, outcome = status.replay(letter.data)
+            results.append((letter.id, outcome))
+            if job is None:
                 continue
-            job = executors.state().record_event(event)
-            results.append((letter.id, f"applied: job {event.data.job_id} is {job.status.value if job else '?'}"))
             if letter.where != "pubsub":
                 executors.state().delete_dead_letter(letter.id)
             else:

@@ -86,6 +86,22 @@ def apply(event: Event) -> Job | None:
     return job
 
 
+def replay(raw: bytes) -> tuple[Job | None, str]:
+    """Apply a dead letter's body again through the status rule (``tributary dlq replay``, the console's Replay).
+
+    Returns the job, None when nothing applied (the body is still unreadable, or its job was never created), and
+    the outcome in words.
+    """
+    try:
+        event = Event.from_bytes(raw)
+    except ValueError as exc:
+        return None, f"still unreadable: {exc}"
+    job = apply(event)
+    if job is None:
+        return None, f"job {event.data.job_id} does not exist"
+    return job, f"applied: job {job.job_id} is {job.status.value}"
+
+
 def apply_bytes(body: bytes, message_id: str) -> Job | None:
     """The in-process bus's consumer: the same rule as :func:`handle_pubsub` for one CloudEvent's bytes. An
     unreadable event, or one whose application fails for a reason other than a transient one, is kept as a

@@ -97,8 +97,7 @@ def walked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[str, ...], 
     jobs.count_parts("j")
     jobs.count_parts("j", 2)  # a retry's run counts only its own parts
     sources.last_runs("gdelt")
-    reads.recent_batches(5)  # the console's lists
-    reads.recent_jobs(5)
+    reads.recent_batches(5)  # the console's batches (its recent jobs are list_jobs with no filter, above)
     return log
 
 

@@ -1,25 +1,23 @@
-"""Read-only views for the operator console: a job's event markers and run record, recent batches, recent jobs."""
+"""Read-only views for the operator console: a job's event markers and run record, recent batches."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from common.core.jobs import Job
+from common.core.ports import MAX_TIMELINE
 from common.gcp.firestore.codec import EXPIRE_AT, as_datetime, from_firestore, newest_first
 from common.gcp.firestore.query import bounded_call, db
 from common.gcp.names import BATCHES, EVENTS, JOBS, RUNS, SOURCES
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: The most event markers read for one job's timeline.
-MAX_EVENTS = 500
 
 
 def job_events(job_id: str) -> list[dict[str, Any]]:
     """The job's applied events, oldest first, each with its id (times as stored: Timestamps or older strings)."""
     ref = db().collection(JOBS).document(job_id).collection(EVENTS)
     out = []
-    for snap in ref.limit(MAX_EVENTS).stream(**bounded_call()):
+    for snap in ref.limit(MAX_TIMELINE).stream(**bounded_call()):
         doc = from_firestore(snap.to_dict())
         doc.pop(EXPIRE_AT, None)
         out.append({"id": snap.id, **doc, "time": as_datetime(doc.get("time"))})
@@ -36,11 +34,3 @@ def recent_batches(limit: int) -> list[dict[str, Any]]:
     """The newest batches first (backfills and run-daily)."""
     snaps = newest_first(db().collection(BATCHES), "created_at", limit)
     return [dict(from_firestore(s.to_dict()), batch_id=s.id) for s in snaps]
-
-
-def recent_jobs(limit: int) -> list[Job]:
-    """The newest ``limit`` jobs of every source (the charts and cost views aggregate them)."""
-    return [
-        Job.model_validate(from_firestore(s.to_dict()))
-        for s in newest_first(db().collection(JOBS), "created_at", limit)
-    ]

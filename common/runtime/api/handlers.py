@@ -198,9 +198,9 @@ def get_job(*, job_id: str, **_: Any) -> Response:
     job = executors.state().get_job(job_id)
     if job is None:
         raise ApiError(404, "job_not_found", f"no job {job_id!r}", field="job_id")
-    from common.core.cost import job_cost  # only this answer prices a job: the api's cold start skips the model
+    from common.core.cost import priced  # only this answer prices a job: the api's cold start skips the model
 
-    return {**job.public(), "cost": job_cost(job)}, 200, {}
+    return priced(job), 200, {}
 
 
 def list_jobs(*, query: dict[str, str], **_: Any) -> Response:

@@ -7,11 +7,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from common.core.cost import job_cost, rollup
-from common.core.events import Event
-from common.core.jobs import Job, JobStatus
-from common.gcp.firestore import deadletters, get_job, list_jobs, reads, record_event
-from common.runtime import batches
+from common.core.cost import priced, rollup
+from common.core.jobs import JobStatus
+from common.runtime import batches, executors, status
 from common.runtime.api.handlers import describe_sources
 from common.runtime.api.models import MAX_LIMIT, ApiError
 from common.runtime.console.schedule import in_words, next_runs
@@ -40,19 +38,15 @@ def check_json_post(headers: dict[str, str]) -> None:
 
 def job_view(*, job_id: str, **_: Any) -> tuple[Any, int, dict[str, str]]:
     """A job with its timeline (the applied events), its run record and, for a batch child, its batch."""
-    job = get_job(job_id)
+    store = executors.state()
+    job = store.get_job(job_id)
     if job is None:
         raise ApiError(404, "job_not_found", f"no job {job_id!r}", field="job_id")
     return (
-        {"job": public_job(job), "events": reads.job_events(job_id), "run": reads.job_run(job.source, job_id)},
+        {"job": priced(job), "events": store.job_events(job_id), "run": store.job_run(job.source, job_id)},
         200,
         {},
     )
-
-
-def public_job(job: Job) -> dict[str, Any]:
-    """The job as ``GET /v1/jobs/{id}`` answers it, with its cost."""
-    return {**job.public(), "cost": job_cost(job)}
 
 
 def sources_view(**_: Any) -> tuple[Any, int, dict[str, str]]:
@@ -69,7 +63,7 @@ def sources_view(**_: Any) -> tuple[Any, int, dict[str, str]]:
 def batches_view(**_: Any) -> tuple[Any, int, dict[str, str]]:
     """The newest backfills and run-daily batches, each with its live counts."""
     out = []
-    for doc in reads.recent_batches(BATCHES_SHOWN):
+    for doc in executors.state().recent_batches(BATCHES_SHOWN):
         batch = batches.load(doc["batch_id"])
         if batch is not None:
             out.append(batches.describe(batch))
@@ -81,7 +75,7 @@ def batch_view(*, batch_id: str, **_: Any) -> tuple[Any, int, dict[str, str]]:
     batch = batches.load(batch_id)
     if batch is None:
         raise ApiError(404, "batch_not_found", f"no batch {batch_id!r}", field="batch_id")
-    children = [public_job(j) for j in list_jobs(batch_id=batch_id, limit=MAX_LIMIT)]
+    children = [priced(j) for j in executors.state().list_jobs(batch_id=batch_id, limit=MAX_LIMIT)]
     return {"batch": batches.describe(batch), "jobs": children}, 200, {}
 
 
@@ -89,24 +83,21 @@ def dead_view(**_: Any) -> tuple[Any, int, dict[str, str]]:
     """Events the status function could not read (``dead_events``), each with its whole body as text."""
     letters = [
         {"id": d.id, "reason": d.reason, "received_at": d.received_at, "data": d.data.decode("utf-8", "replace")}
-        for d in deadletters.stored(DEAD_SHOWN)
+        for d in executors.state().dead_letters(DEAD_SHOWN)
     ]
     return {"dead_letters": letters}, 200, {}
 
 
 def replay_view(*, letter_id: str, **_: Any) -> tuple[Any, int, dict[str, str]]:
     """Apply a kept event again (as ``tributary dlq replay`` does); removed when it applies."""
-    match = [d for d in deadletters.stored(DEAD_SHOWN) if d.id == letter_id]
+    store = executors.state()
+    match = [d for d in store.dead_letters(DEAD_SHOWN) if d.id == letter_id]
     if not match:
         raise ApiError(404, "dead_letter_not_found", f"no dead letter {letter_id!r}", field="letter_id")
-    try:
-        event = Event.from_bytes(match[0].data)
-    except ValueError as exc:
-        return {"id": letter_id, "applied": False, "reason": f"still unreadable: {exc}"}, 200, {}
-    job = record_event(event)
+    job, outcome = status.replay(match[0].data)
     if job is None:
-        return {"id": letter_id, "applied": False, "reason": f"job {event.data.job_id} does not exist"}, 200, {}
-    deadletters.delete(letter_id)
+        return {"id": letter_id, "applied": False, "reason": outcome}, 200, {}
+    store.delete_dead_letter(letter_id)
     return {"id": letter_id, "applied": True, "job_id": job.job_id, "status": job.status.value}, 200, {}
 
 
@@ -122,7 +113,7 @@ def charts_view(*, query: dict[str, str], **_: Any) -> tuple[Any, int, dict[str,
     days = [(now - timedelta(days=d)).date().isoformat() for d in range(13, -1, -1)]
     per_hour: dict[str, dict[str, int]] = {h: {s.value: 0 for s in JobStatus} for h in hours}
     per_day: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(days, 0))
-    jobs = reads.recent_jobs(CHART_JOBS)
+    jobs = executors.state().list_jobs(limit=CHART_JOBS)
     for job in jobs:
         when = job.finished_at or job.created_at
         if (h := _hour(when)) in per_hour:
