@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Protocol
 
 from common.local.redis import celery_worker_command, redis_command, redis_ready
+from common.runtime import executors
+from common.settings import Settings
 
 #: How long the worker may take to say it is ready (it imports the runtime and connects to Redis).
 WORKER_TIMEOUT = 60.0
@@ -24,12 +26,13 @@ class _Stack(Protocol):
 
 
 def celery_dispatch(env: Mapping[str, str]) -> bool:
-    """Whether the stack runs the Celery executor: ``TRIBUTARY_DISPATCH=celery`` (the rollback flag), the celery
-    profile, or a source routed to Celery (``TRIBUTARY_DISPATCH_ROUTES``)."""
-    dispatch = env.get("TRIBUTARY_DISPATCH", "").strip().lower()
-    profile = env.get("TRIBUTARY_PROFILE", "").strip().lower()
-    routed = any(r.partition("=")[2].strip() == "celery" for r in env.get("TRIBUTARY_DISPATCH_ROUTES", "").split(","))
-    return dispatch == "celery" or (not dispatch and profile == "celery") or routed
+    """Whether the stack runs the Celery executor: a dispatcher in use for ``env``'s settings is Celery (the
+    rollback flag ``TRIBUTARY_DISPATCH=celery``, the celery profile, or a source routed to it).
+
+    Raises:
+        ConfigError: a setting in ``env`` is invalid.
+    """
+    return "celery" in executors.dispatchers_in_use(Settings.from_env(env))
 
 
 def start_redis(stack: _Stack, host: str) -> dict[str, str]:

@@ -27,6 +27,8 @@ __all__ = [
     "STATES",
     "chosen",
     "dispatcher",
+    "dispatchers",
+    "dispatchers_in_use",
     "events",
     "queue_control",
     "routes",
@@ -110,11 +112,20 @@ def dispatcher(source: str | None = None, s: Settings | None = None) -> Dispatch
     return _build("dispatch", DISPATCHERS, name, s)
 
 
+def dispatchers_in_use(s: Settings | None = None) -> set[str]:
+    """The names of the dispatchers in use: the chosen one and the routes'.
+
+    Raises:
+        ConfigError: ``TRIBUTARY_DISPATCH_ROUTES`` is malformed.
+    """
+    s = s or settings()
+    return {chosen(s)[0], *routes(s).values()}
+
+
 def dispatchers(s: Settings | None = None) -> dict[str, Dispatcher]:
     """Every dispatcher in use (the chosen one and the routes'), by name."""
     s = s or settings()
-    names = {chosen(s)[0], *routes(s).values()}
-    return {n: _build("dispatch", DISPATCHERS, n, s) for n in sorted(names)}
+    return {n: _build("dispatch", DISPATCHERS, n, s) for n in sorted(dispatchers_in_use(s))}
 
 
 def queue_control(source: str, s: Settings | None = None) -> QueueControl | None:

@@ -34,7 +34,7 @@ def worker_cmd(
         from common.runtime.workers.celery_app import app, worker_argv  # Celery: only this command needs it
     except ImportError as exc:
         fail(f"the Celery executor needs the celery extra ({exc.name} is missing): pip install 'tributary[celery]'")
-    if "celery" not in {executors.chosen()[0], *executors.routes().values()}:
+    if "celery" not in executors.dispatchers_in_use():
         typer.echo("note: no source is dispatched to Celery (TRIBUTARY_DISPATCH, _PROFILE, _DISPATCH_ROUTES)", err=True)
     processes = concurrency or os.cpu_count() or 1
     app.worker_main(argv=worker_argv(concurrency=processes, sources=chosen or None, loglevel=loglevel.upper()))
