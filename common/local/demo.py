@@ -54,23 +54,7 @@ def run_demo(state_dir: Path, *, timeout: float, console: Console, out: Console)
     finally:
         with console.status("stopping the local stack"):
             stack.down()
-    table = Table("source", "job", "status", "records", "bytes", "outputs", "loaded", "seconds", title="demo summary")
-    for job in sorted(results, key=lambda j: j["source"]):
-        colour = "green" if job["status"] == "succeeded" else "red"
-        table.add_row(
-            job["source"],
-            job["job_id"],
-            f"[{colour}]{job['status']}[/{colour}]",
-            f"{job['records']:,}",
-            f"{job['bytes']:,}",
-            str(len(job["outputs"])),
-            _loaded_cell(job),
-            f"{job['seconds']:.1f}",
-        )
-    out.print(table)
-    for job in results:
-        if job.get("error"):
-            out.print(f"[red]{job['source']}[/red]: {job['error']['message']}")
+    print_summary(results, out)
     data_dir = Path(state.endpoints["output_uri"].removeprefix("file://"))
     written = sorted(
         str(Path(uri.removeprefix("file://")).relative_to(data_dir)) for job in results for uri in job["outputs"]
@@ -79,11 +63,34 @@ def run_demo(state_dir: Path, *, timeout: float, console: Console, out: Console)
     for name in written:
         out.print(f"  {name}")
     tables_ok = print_tables(Path(state.env["TRIBUTARY_WAREHOUSE_PATH"]), out)
-    return (
-        all(j["status"] == "succeeded" and (j.get("load") or {}).get("status") != "failed" for j in results)
-        and len(results) == len(all_sources())
-        and tables_ok
-    )
+    return all_succeeded(results) and tables_ok
+
+
+def print_summary(results: list[dict[str, Any]], out: Console) -> None:
+    """The demo's table, a row per source's job (a job that did not finish has only some fields), then errors."""
+    table = Table("source", "job", "status", "records", "bytes", "outputs", "loaded", "seconds", title="demo summary")
+    for job in sorted(results, key=lambda j: j["source"]):
+        colour = "green" if job.get("status") == "succeeded" else "red"
+        table.add_row(
+            job["source"],
+            job.get("job_id", ""),
+            f"[{colour}]{job.get('status')}[/{colour}]",
+            f"{job.get('records', 0):,}",
+            f"{job.get('bytes', 0):,}",
+            str(len(job.get("outputs", []))),
+            _loaded_cell(job),
+            f"{job['seconds']:.1f}",
+        )
+    out.print(table)
+    for job in results:
+        if job.get("error"):
+            out.print(f"[red]{job['source']}[/red]: {job['error']['message']}")
+
+
+def all_succeeded(results: list[dict[str, Any]]) -> bool:
+    """Whether every source has a job that succeeded and whose load did not fail."""
+    ok = all(j.get("status") == "succeeded" and (j.get("load") or {}).get("status") != "failed" for j in results)
+    return ok and len(results) == len(all_sources())
 
 
 def loaded(job: dict[str, Any]) -> bool:

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from common.core.errors import ConfigError
 from common.gcp.secrets import env_name
-from common.local.demo import _loaded_cell, loaded, print_tables
+from common.local.demo import all_succeeded, loaded, print_summary, print_tables
 from common.local.processes import emulator_commands
 from common.local.recorded import ReplayServer
 from common.local.samples import materialize
@@ -102,26 +101,6 @@ def run_embedded_demo(state_dir: Path, *, timeout: float, console: Console, out:
                 console.print(f"[red]{name}: did not finish within {timeout:.0f} s[/red]")
         finally:
             executor.stop()
-    table = Table("source", "job", "status", "records", "bytes", "outputs", "loaded", "seconds", title="demo summary")
-    for job in sorted(results, key=lambda j: j["source"]):
-        colour = "green" if job.get("status") == "succeeded" else "red"
-        table.add_row(
-            job["source"],
-            job.get("job_id", ""),
-            f"[{colour}]{job.get('status')}[/{colour}]",
-            f"{job.get('records', 0):,}",
-            f"{job.get('bytes', 0):,}",
-            str(len(job.get("outputs", []))),
-            _loaded_cell(job),
-            f"{job['seconds']:.1f}",
-        )
-    out.print(table)
-    for job in results:
-        if job.get("error"):
-            out.print(f"[red]{job['source']}[/red]: {job['error']['message']}")
+    print_summary(results, out)
     tables_ok = print_tables(state_dir / "warehouse.duckdb", out)
-    return (
-        all(j.get("status") == "succeeded" and (j.get("load") or {}).get("status") != "failed" for j in results)
-        and len(results) == len(all_sources())
-        and tables_ok
-    )
+    return all_succeeded(results) and tables_ok

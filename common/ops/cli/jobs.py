@@ -36,6 +36,11 @@ def jobs_submit(
     job = call(
         "POST", f"{base}/v1/jobs", json={"source": source, "params": parse_params(param, source)}, headers=headers
     )
+    _show(base, job, wait=wait, timeout=timeout)
+
+
+def _show(base: str, job: dict[str, Any], *, wait: bool, timeout: float) -> None:
+    """Print the job as JSON; with ``wait``, follow it to its end first and exit 1 unless it succeeded."""
     if wait:
         job = follow(base, job["job_id"], timeout=timeout)
     out.print_json(json.dumps(job))
@@ -90,11 +95,7 @@ def jobs_retry(
     """Run a failed or cancelled job again: the same job id, a new run (`runs` lists every run)."""
     base = api_url(url)
     job = call("POST", f"{base}/v1/jobs/{job_id}:retry")
-    if wait:
-        job = follow(base, job["job_id"], timeout=timeout)
-    out.print_json(json.dumps(job))
-    if wait and job["status"] != "succeeded":
-        raise typer.Exit(1)
+    _show(base, job, wait=wait, timeout=timeout)
 
 
 @jobs_app.command("cancel")
