@@ -41,6 +41,22 @@ FAST = {"min_backoff": 0.2, "max_backoff": 1.0, "max_doublings": 2, "max_dispatc
 FAST_CONCURRENCY = 8
 
 
+def backfill_day(api: Any, timeout: float) -> dict[str, Any]:
+    """Backfill GDELT's :data:`BACKFILL_DAY` through ``api`` (an httpx client) and wait until its 96 children are
+    done or ``timeout`` passes; returns the batch as last read."""
+    r = api.post("/v1/backfills", json={"source": "gdelt", "start": BACKFILL_DAY, "end": BACKFILL_DAY})
+    assert r.status_code == 202, r.text
+    batch: dict[str, Any] = r.json()
+    assert batch["total"] == 96 and batch["created"] == 96
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = api.get(f"/v1/backfills/{batch['batch_id']}").json()
+        if batch["done"] == 96:
+            break
+        time.sleep(0.5)
+    return batch
+
+
 def replay_dir(tmp: Path) -> Path:
     day = [f"20240116{h:02d}{m:02d}00" for h in range(24) for m in (0, 15, 30, 45)]
     csvs = [slot_csv(tmp, slot, SAMPLE) for slot in (GOOD_SLOT, BAD_SLOT, SLOW_SLOT, FLAKY_SLOT, *day)]

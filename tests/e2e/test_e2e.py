@@ -13,12 +13,12 @@ import pytest
 from common.local.samples import HERE as SAMPLES
 from common.local.stack import Stack, StackConfig, client_env
 from tests.conftest import fixture_path
+from tests.e2e.deployments import BACKFILL_DAY, backfill_day
 from tests.sources.gdelt_helpers import gdelt_replay_dir, slot_csv
 
 pytestmark = pytest.mark.e2e
 REAL_SLOT = "20191024143000"
 BAD_SLOT = "20240115121500"
-BACKFILL_DAY = "2024-01-16"
 
 
 @pytest.fixture(scope="module")
@@ -126,16 +126,7 @@ def test_a_one_day_backfill_makes_96_jobs_that_all_succeed(api, stack) -> None:
             queue.rate_limits.max_concurrent_dispatches = 8
             clients.tasks().update_queue(queue=queue)
     body = {"source": "gdelt", "start": BACKFILL_DAY, "end": BACKFILL_DAY}
-    r = api.post("/v1/backfills", json=body)
-    assert r.status_code == 202, r.text
-    batch = r.json()
-    assert batch["total"] == 96 and batch["created"] == 96
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        batch = api.get(f"/v1/backfills/{batch['batch_id']}").json()
-        if batch["done"] == 96:
-            break
-        time.sleep(0.5)
+    batch = backfill_day(api, timeout=120)
     assert batch["counts"] == {"queued": 0, "running": 0, "succeeded": 96, "failed": 0, "cancelled": 0}
     assert batch["status"] == "succeeded"
     again = api.post("/v1/backfills", json=body).json()

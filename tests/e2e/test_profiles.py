@@ -30,6 +30,7 @@ from tests.e2e.deployments import (
     SLOW_SLOT,
     Deployment,
     EmbeddedDeployment,
+    backfill_day,
 )
 
 pytestmark = pytest.mark.e2e
@@ -213,16 +214,7 @@ def test_events_out_of_order_and_twice_are_applied_once(dep: Deployment) -> None
 
 def test_a_one_day_backfill_makes_96_jobs_that_all_succeed(api: httpx.Client, dep: Deployment) -> None:
     body = {"source": "gdelt", "start": BACKFILL_DAY, "end": BACKFILL_DAY}
-    r = api.post("/v1/backfills", json=body)
-    assert r.status_code == 202, r.text
-    batch = r.json()
-    assert batch["total"] == 96 and batch["created"] == 96
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        batch = api.get(f"/v1/backfills/{batch['batch_id']}").json()
-        if batch["done"] == 96:
-            break
-        time.sleep(0.5)
+    batch = backfill_day(api, timeout=300)
     assert batch["counts"] == {"queued": 0, "running": 0, "succeeded": 96, "failed": 0, "cancelled": 0}
     again = api.post("/v1/backfills", json=body).json()
     assert again["batch_id"] == batch["batch_id"] and again["counts"]["succeeded"] == 96
