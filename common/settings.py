@@ -140,6 +140,9 @@ class Settings(BaseModel):
     # after it), and worker threads per embedded process.
     embedded_lease: float = Field(30.0, ge=1.0, le=3600.0)
     embedded_workers: int = Field(8, ge=1, le=256)
+    # Worker processes of the embedded executor (each with embedded_workers threads; 0: one per core). One
+    # process is the light start; more use every core for CPU-bound parsing, as Celery's prefork pool does.
+    embedded_processes: int = Field(1, ge=0, le=64)
     # Whether the embedded bus also runs the load stage for each event (as the load function does on Pub/Sub).
     embedded_load: bool = True
     # The Celery executor's Redis broker (and result backend).

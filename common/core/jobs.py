@@ -194,7 +194,7 @@ def apply_event(job: Job, event: Event) -> Job | None:
     data = event.data
     if data.run != job.run:
         return None
-    new = job.model_copy(deep=True)
+    new = job.model_copy()  # shallow: below, fields are replaced, never changed in place (``job`` stays as it was)
     new.attempt = max(job.attempt, data.attempt)
     new.updated_at = max(job.updated_at, event.time)
     if event.type is not EventType.cancelled:  # a cancel is no sign that the job started
@@ -221,7 +221,7 @@ def apply_event(job: Job, event: Event) -> Job | None:
             new.error = JobError(**(data.error or {"kind": "permanent", "message": "failed"}))
             new.usage = data.usage
     if new.status is JobStatus.succeeded and new.progress is not None:
-        new.progress.done = new.progress.total
+        new.progress = Progress(done=new.progress.total, total=new.progress.total)
     if new.status is JobStatus.cancelled:
         new.progress = None  # what it was when the stop came depends on the order; a stopped run has none
     return None if new == job else new

@@ -3,7 +3,7 @@
 - :mod:`.db`: the SQLite file (WAL, busy timeout, ``BEGIN IMMEDIATE`` writes) and its schema;
 - :mod:`.state`: the state port (jobs, event markers, parts, runs, source positions, batches, dead letters);
 - :mod:`.queue`: the dispatch port: task rows claimed with a lease, each source's queue limits honoured;
-- :mod:`.bus`: the events port: an outbox applied once, in order of arrival, by the status rule.
+- :mod:`.bus`: the events port: each event applied once by the status rule, an outbox for what could not be yet.
 
 The runtime picks these by settings (``common.runtime.executors``); the worker loops that run the claimed
 tasks live in ``common.runtime.worker``.

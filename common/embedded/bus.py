@@ -1,11 +1,12 @@
-"""The events port in process: an outbox in the SQLite file, applied once, in order of arrival.
+"""The events port in process: each event applied at once by the status rule, an outbox for what could not be.
 
-:meth:`EmbeddedBus.publish` stores the CloudEvent's bytes under its event id (a republished event is
-stored once) and then applies what is waiting, oldest first, through the consumer it was given (the
-runtime's status rule, which writes the event's marker: each event changes its job once). A row leaves
-the outbox only after it was applied; one that could not be (the state was locked) waits for the next
-publish or :meth:`drain`, so nothing is lost when a process dies between the two. No row is written by
-every event: each has its own.
+:meth:`EmbeddedBus.publish` applies the CloudEvent through the consumer it was given (the runtime's status
+rule, which writes the event's marker in the same transaction as the job: each event changes its job once).
+Only an event that could not be applied now (the state was locked), or that arrives while older ones wait,
+is stored in the outbox under its event id (a republished event is stored once); what waits is applied
+oldest first by the next publish or :meth:`drain`, and leaves the outbox only once applied. A process that
+dies mid-publish never answered its task, which runs again and publishes again: nothing is lost, and
+applying first spares the common case two transactions.
 """
 
 from __future__ import annotations
@@ -42,11 +43,18 @@ class EmbeddedBus:
         self._draining = threading.Lock()
 
     def publish(self, event: Event) -> str:
-        """Store the event, then apply what waits; returns the event id.
+        """Apply the event (or keep it in the outbox, behind what waits there); returns the event id.
 
         Raises:
-            TransientError: the event could not be stored (the task is retried and publishes it again).
+            TransientError: the event could be neither applied nor stored (the task is retried and publishes it
+                again).
         """
+        if not self._backlog():
+            try:
+                self.consumer(event.to_bytes(), event.id)
+                return event.id
+            except TransientError as exc:
+                log.warning("event %s not applied yet (kept): %s", event.id, exc)
         with self.db.write() as c:
             c.execute("INSERT OR IGNORE INTO outbox (event_id, body) VALUES (?, ?)", (event.id, event.to_bytes()))
         self.drain()
@@ -69,6 +77,10 @@ class EmbeddedBus:
                     with self.db.write() as c:
                         c.execute("DELETE FROM outbox WHERE seq = ?", (row["seq"],))
                     applied += 1
+
+    def _backlog(self) -> bool:
+        """Whether some events wait in the outbox (a new one must queue behind them, to keep their order)."""
+        return bool(self.db.read("SELECT 1 FROM outbox LIMIT 1"))
 
     def waiting(self) -> int:
         """How many events wait in the outbox."""

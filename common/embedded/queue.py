@@ -81,6 +81,7 @@ class SqliteDispatcher:
         self.db: Database = database(path)
         self.lease = lease
         self.owner = _owner()
+        self._declared: dict[str, bytes] = {}  # the queue config this process wrote, by source
 
     # ---- the port -----------------------------------------------------------------------------------
 
@@ -113,11 +114,14 @@ class SqliteDispatcher:
         now = time.time()
         due = schedule_time.astimezone(UTC).timestamp() if schedule_time else now
         created = 0
+        config = orjson.dumps(asdict(queue))
         with self.db.write() as c:
             for source in {p.source for p in payloads}:
+                if self._declared.get(source) == config:
+                    continue  # written by this process already: a queue's declaration rarely changes
                 c.execute(
                     "INSERT INTO queues (source, config) VALUES (?, ?) ON CONFLICT (source) DO UPDATE SET config = ?",
-                    (source, orjson.dumps(asdict(queue)), orjson.dumps(asdict(queue))),
+                    (source, config, config),
                 )
             for p in payloads:
                 row = (task_id(p.job_id, p.part, p.run), p.source, p.job_id, p.model_dump_json(), due, now)
@@ -127,6 +131,7 @@ class SqliteDispatcher:
                     row,
                 )
                 created += cur.rowcount
+        self._declared.update((p.source, config) for p in payloads)
         return created, len(payloads) - created
 
     # ---- the worker's side --------------------------------------------------------------------------

@@ -8,7 +8,9 @@ overwrites what an earlier attempt wrote instead of adding to it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import posixpath
 import shutil
 import tempfile
 import threading
@@ -44,16 +46,18 @@ class LocalStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
+        self._folders: set[str] = set()  # made already: a task writes a few objects, mostly in the same folders
 
     def uri(self, name: str) -> str:
         return _file_uri(self.root / name)
 
     def _target(self, name: str) -> Path:
-        target = (self.root / name).resolve()
-        if self.root not in target.parents:
+        """Where object ``name`` lives. Names are normalized, not resolved on disk: a part's key comes from
+        upstream, so ``..`` is refused, and the folders under the root are ours (no link to follow)."""
+        rel = posixpath.normpath(name)
+        if rel in (".", "..") or rel.startswith(("/", "../")):
             raise ValueError(f"object name {name!r} escapes the output root")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return target
+        return self.root / rel
 
     def _replace(self, name: str, write: Callable[[Path], object]) -> str:
         """Write through a temporary file, then rename: readers see the old object or the new, never half.
@@ -62,8 +66,16 @@ class LocalStore:
         concurrently in one process and write the same objects.
         """
         target = self._target(name)
+        folder = str(target.parent)
+        if folder not in self._folders:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(folder)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        write(tmp)
+        try:
+            write(tmp)
+        except FileNotFoundError:  # the folder was removed since (e.g. a cleaned output root): made again
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write(tmp)
         os.replace(tmp, target)
         return _file_uri(target)
 
@@ -110,11 +122,17 @@ class GcsStore:
 
 
 def output_store(uri: str | None = None) -> OutputStore:
-    """The store for ``uri`` (default: ``TRIBUTARY_OUTPUT_URI``): ``gs://…``, ``file://…`` or a path."""
+    """The store for ``uri`` (default: ``TRIBUTARY_OUTPUT_URI``): ``gs://…``, ``file://…`` or a path.
+    One per URI and process: a store holds no connection of its own, only what it learnt (folders made)."""
     uri = uri or settings().output_uri
     if uri.startswith("gs://"):
-        return GcsStore(uri)
-    return LocalStore(uri.removeprefix("file://"))
+        return _store_for(uri)
+    return _store_for(os.path.join(os.getcwd(), uri.removeprefix("file://")))  # a relative path: of this folder
+
+
+@functools.lru_cache(maxsize=16)
+def _store_for(where: str) -> OutputStore:
+    return GcsStore(where) if where.startswith("gs://") else LocalStore(where)
 
 
 # ---- reading outputs back (the load stage) ---------------------------------------------------------------

@@ -196,9 +196,7 @@ def run_part(source: Source, part: Part, ctx: Context, store: OutputStore) -> Pa
     with raw.open() as stream:
         records, skipped = write_parquet(source.parse(stream, part), columns, parquet)
     outputs.append(store.put_file(parquet, f"normalized/{base}/{part.key}.parquet", "application/vnd.apache.parquet"))
-    schema_name = f"normalized/{source.name}/{part.stream}/schema.json"
-    schema = orjson.dumps([c.bigquery() for c in columns], option=orjson.OPT_INDENT_2)
-    outputs.append(store.put_bytes(schema, schema_name, "application/json"))
+    outputs.append(_put_schema(store, f"normalized/{source.name}/{part.stream}/schema.json", columns))
     if skipped:
         log.warning("%s %s: skipped %d malformed records", source.name, part.key, skipped)
     watermark = source.watermark(part, records)
@@ -210,6 +208,22 @@ def run_part(source: Source, part: Part, ctx: Context, store: OutputStore) -> Pa
         watermark=watermark,
         cursors={part.cursor: watermark} if part.cursor and watermark else {},
     )
+
+
+#: Stream schemas this process has written, by URI, with their bytes: a stream's schema is
+#: the same for every part, and a backfill of 96 parts would otherwise upload it 96 times.
+_schemas_written: dict[str, bytes] = {}
+
+
+def _put_schema(store: OutputStore, name: str, columns: Any) -> str:
+    """Write the stream's schema (BigQuery's JSON form) unless this process wrote the same to ``store``; its URI."""
+    schema = orjson.dumps([c.bigquery() for c in columns], option=orjson.OPT_INDENT_2)
+    uri = store.uri(name)
+    if _schemas_written.get(uri) == schema and store.exists(name):
+        return uri
+    uri = store.put_bytes(schema, name, "application/json")
+    _schemas_written[uri] = schema
+    return uri
 
 
 def write_parquet(items: Iterable[Any], columns: Any, path: Path) -> tuple[int, int]:

@@ -11,10 +11,13 @@ only the latest, as Cloud Scheduler does not catch up either.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from common.core.errors import TransientError
@@ -23,19 +26,40 @@ from common.embedded.clock import ScheduleBook
 from common.embedded.queue import Claim, SqliteDispatcher
 from common.runtime import executors, reaper
 from common.runtime.ingest import Delivery, TaskOutcome, run_task
-from common.settings import Settings, settings
+from common.settings import Settings, settings, use_settings
 from common.sources import all_sources
 
 __all__ = ["Executor", "latest_firing"]
 
 log = logging.getLogger("tributary.worker")
 
+#: Seconds a worker process may take to import and start its workers.
+CHILD_START_TIMEOUT = 60.0
+#: How often a worker process checks that its parent still runs, seconds.
+PARENT_CHECK = 0.2
 #: The longest an idle worker sleeps before looking for a task again, seconds.
 IDLE_MAX = 0.5
 #: How often the clock looks at the crons, the outbox is drained, and the reaper runs, seconds.
 CLOCK_TICK = 1.0
 DRAIN_TICK = 1.0
 REAPER_EVERY = 600.0
+
+
+def _worker_process(s: Settings, workers: int, parent: int, ready: Any, stop: Any, log_level: int | None) -> None:
+    """A worker process of :class:`Executor`: its workers until ``stop`` is set. When the parent process dies
+    (``kill -9``), this one ends at once too, as a process group would: its running tasks' rows stay leased by a
+    dead process and run again on restart, never beside a new executor's.
+
+    ``log_level``: the parent's, when it logs (a spawned process starts with no logging set up)."""
+    if log_level is not None:
+        logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+    with use_settings(s):
+        executor = Executor(s, workers=workers, processes=1).start()
+        ready.set()
+        while not stop.wait(PARENT_CHECK):
+            if os.getppid() != parent:
+                os._exit(1)  # no cleanup: what a killed process group leaves behind, the leases account for
+        executor.stop()
 
 
 def latest_firing(cron: str, zone: str, after: datetime, now: datetime) -> datetime | None:
@@ -60,6 +84,7 @@ class Executor:
         s: Settings | None = None,
         *,
         workers: int | None = None,
+        processes: int | None = None,
         clock: bool = False,
         reap: bool = False,
         submit: Callable[[str], object] | None = None,
@@ -70,6 +95,10 @@ class Executor:
             dispatch = SqliteDispatcher(self.settings.sqlite_path, lease=self.settings.embedded_lease)
         self.queue = dispatch
         self.workers = workers or self.settings.embedded_workers
+        wanted = self.settings.embedded_processes if processes is None else processes
+        self.processes = wanted or os.cpu_count() or 1
+        self.children: list[tuple[Any, Any]] = []  # (process, its ready event)
+        self._stop_children: Any = None
         self.clock, self.reap, self.submit = clock, reap, submit
         self.stopping = threading.Event()
         self.threads: list[threading.Thread] = []
@@ -96,15 +125,53 @@ class Executor:
             thread = threading.Thread(target=target, name=f"tributary-{name}", daemon=True)
             thread.start()
             self.threads.append(thread)
+        if self.processes > 1:
+            self._start_children(self.processes - 1)
         return self
+
+    def _start_children(self, n: int) -> None:
+        """Start ``n`` worker processes (workers and heartbeat only: the clock and the reaper stay here) and
+        wait until each has started its workers. They share the SQLite file, so one process's threads do not
+        hold the others back on one interpreter lock; they stop with this executor, or when this process dies.
+
+        Raises:
+            RuntimeError: a worker process did not start within a minute.
+        """
+        ctx = multiprocessing.get_context("spawn")  # a fork would copy this process's threads' locks mid-use
+        self._stop_children = ctx.Event()
+        root = logging.getLogger()
+        log_level = root.level if root.handlers else None
+        for i in range(n):
+            ready = ctx.Event()
+            child = ctx.Process(
+                target=_worker_process,
+                args=(self.settings, self.workers, os.getpid(), ready, self._stop_children, log_level),
+                name=f"tributary-worker-process-{i + 1}",
+                daemon=True,
+            )
+            child.start()
+            self.children.append((child, ready))
+        for child, ready in self.children:
+            if not ready.wait(CHILD_START_TIMEOUT):
+                self.stop(timeout=1.0)
+                raise RuntimeError(f"worker process {child.name} did not start within {CHILD_START_TIMEOUT:.0f} s")
+        log.info("%d worker processes of %d threads beside this one", n, self.workers)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask every loop to stop and wait up to ``timeout`` for the running tasks (their rows stay leased
         and run again after the lease when they do not finish)."""
         self.stopping.set()
+        if self._stop_children is not None:
+            self._stop_children.set()
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        for child, _ in self.children:
+            child.join(max(0.0, deadline - time.monotonic()))
+            if child.is_alive():  # its running tasks' rows stay leased and run again after the lease
+                child.terminate()
+                child.join(1.0)
+        self.children.clear()
 
     def _every(self, seconds: float, action: Callable[[], object]) -> None:
         while not self.stopping.is_set():

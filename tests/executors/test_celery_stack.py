@@ -43,7 +43,10 @@ def celery_stack(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture
 def api(celery_stack: Stack):
-    with httpx.Client(base_url=celery_stack.endpoints()["api_url"], timeout=30) as client:
+    # Idle connections are dropped after 1 s: the api's gunicorn closes them after 2 s (its keep-alive), and a
+    # request sent on one as it closes fails with "Server disconnected" (seen after the 2 s waits below).
+    limits = httpx.Limits(keepalive_expiry=1.0)
+    with httpx.Client(base_url=celery_stack.endpoints()["api_url"], timeout=30, limits=limits) as client:
         yield client
 
 

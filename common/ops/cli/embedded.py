@@ -48,6 +48,10 @@ def serve_cmd(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (0: a free one).")] = 8080,
     workers: Annotated[int | None, typer.Option(help="Worker threads (default TRIBUTARY_EMBEDDED_WORKERS).")] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(min=0, max=64, help="Worker processes, 0: one per core (default TRIBUTARY_EMBEDDED_PROCESSES)."),
+    ] = None,
 ) -> None:
     """Serve the API with the workers, the scheduler and the reaper in this process (until Ctrl-C)."""
     # The api's own app (same routes, OpenAPI, errors), imported here: functions-framework and the function's
@@ -63,11 +67,17 @@ def serve_cmd(
         server = make_server(host, port, app, threaded=True)
         executor = None
         if _uses_embedded_queue(s):
-            executor = Executor(s, workers=workers, clock=True, reap=True, submit=_scheduled).start()
+            executor = Executor(s, workers=workers, processes=processes, clock=True, reap=True, submit=_scheduled)
+            try:
+                executor.start()
+            except RuntimeError as exc:  # a worker process did not start
+                server.server_close()
+                fail(str(exc))
         dispatch, bus, store = executors.chosen(s)
+        pool = f", {executor.processes} worker processes" if executor is not None and executor.processes > 1 else ""
         console.print(
             f"tributary serve: http://{host}:{server.server_port} (dispatch {dispatch}, events {bus}, "
-            f"state {store} at {s.sqlite_path if store == 'sqlite' else s.project})",
+            f"state {store} at {s.sqlite_path if store == 'sqlite' else s.project}{pool})",
             highlight=False,
         )
         try:
