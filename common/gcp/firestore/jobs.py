@@ -25,8 +25,8 @@ from common.core.jobs import (
     outcome_key,
     parts_succeeded,
 )
-from common.gcp.firestore.codec import newest_first, timestamp, to_firestore
-from common.gcp.firestore.markers import applied, job_fields, job_of, marker, part_applied, with_marker
+from common.gcp.firestore.codec import newest_first, to_firestore
+from common.gcp.firestore.markers import applied, job_fields, job_of, part_applied, part_doc, with_marker
 from common.gcp.firestore.query import bounded_call, count, db
 from common.gcp.firestore.sources import run_record, run_ref, update_source
 from common.gcp.names import JOBS, PARTS
@@ -106,12 +106,6 @@ def part_update_times(job_id: str) -> list[datetime]:
     return [part.update_time for part in parts if part.update_time]
 
 
-def part_doc(event: Event) -> dict[str, Any]:
-    """``jobs/{id}/parts/{key}``: the part's progress event's data, with its marker (the part's line of the
-    job's timeline), expiring with the retention."""
-    return {**to_firestore(event.data, expires_from=timestamp(event.time)), "marker": {"id": event.id, **marker(event)}}
-
-
 def record_event(event: Event) -> Job | None:
     """Apply ``event`` once, in one transaction: the job read, the job written with the event's marker (or, for
     a part of a running multi-part job, the part's document). Returns the job as it now is, or None for an event
@@ -146,7 +140,7 @@ def record_event(event: Event) -> Job | None:
             # and no marker, so that it is never mistaken for one of the current run.
             return job, False
         if event.type is EventType.progress and part_ref is not None:
-            transaction.set(part_ref, part_doc(event))
+            transaction.set(part_ref, part_doc(part, event))
             if job.status is JobStatus.running and job.progress and job.progress.total > 1:
                 # A running multi-part job is finished by counting its parts: writing the job document for
                 # every part would make it the hot document of the job (contention, aborted transactions).

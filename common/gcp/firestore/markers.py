@@ -21,6 +21,8 @@ from common.core.jobs import Job
 from common.core.ports import MAX_TIMELINE
 from common.core.warehouse import summarize_loads
 from common.gcp.firestore.codec import EXPIRE_AT, expire_at, from_firestore, timestamp, to_firestore
+from common.gcp.firestore.query import bounded_call
+from common.gcp.names import EVENTS, PARTS
 
 #: The job document's map of applied events: event id → marker (``Event.marker``, the console's timeline).
 EVENTS_FIELD = "events"
@@ -53,9 +55,21 @@ def applied(data: dict[str, Any], event: Event) -> bool:
     return event.id in (data.get(EVENTS_FIELD) or {})
 
 
+#: A part document's map of its applied events (each attempt of the part that reported): event id → marker.
+PART_EVENTS_FIELD = "markers"
+
+
 def part_applied(part: dict[str, Any], event: Event) -> bool:
-    """Whether the stored part document ``part`` holds ``event``'s marker (a part's event marks its part)."""
-    return bool((part.get("marker") or {}).get("id") == event.id)
+    """Whether the stored part document ``part`` holds ``event``'s marker (a part's events mark its part)."""
+    return event.id in (part.get(PART_EVENTS_FIELD) or {})
+
+
+def part_doc(part: dict[str, Any], event: Event) -> dict[str, Any]:
+    """``jobs/{id}/parts/{key}`` after ``event``: the part's progress event's data, expiring with the retention,
+    and the markers of every event that reported the part (the stored ``part``'s and this one)."""
+    out = to_firestore(event.data, expires_from=timestamp(event.time))
+    out[PART_EVENTS_FIELD] = {**(part.get(PART_EVENTS_FIELD) or {}), event.id: marker(event)}
+    return out
 
 
 def job_of(data: dict[str, Any]) -> Job:
@@ -94,3 +108,16 @@ def time_text(m: Any) -> str:
     """A stored marker's time as sortable text (a Timestamp in UTC, or the text an earlier version stored)."""
     value = m.get("time") if isinstance(m, dict) else None
     return timestamp(value).isoformat() if isinstance(value, datetime) else str(value or "")
+
+
+def stored_markers(job_ref: Any) -> dict[str, dict[str, Any]]:
+    """Every stored marker of the job at ``job_ref``, by event id (as stored: Timestamps, or an earlier version's
+    text): those in the job document, its parts' and the earlier layout's documents (``jobs/{id}/events``)."""
+    snap = job_ref.get(**bounded_call())
+    found: dict[str, dict[str, Any]] = dict((snap.to_dict() or {}).get(EVENTS_FIELD) or {}) if snap.exists else {}
+    for part in job_ref.collection(PARTS).limit(MAX_TIMELINE).stream(**bounded_call()):
+        for event_id, m in ((part.to_dict() or {}).get(PART_EVENTS_FIELD) or {}).items():
+            found.setdefault(event_id, m)
+    for old in job_ref.collection(EVENTS).limit(MAX_TIMELINE).stream(**bounded_call()):
+        found.setdefault(old.id, old.to_dict() or {})
+    return found

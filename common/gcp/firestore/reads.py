@@ -7,9 +7,9 @@ from typing import Any
 
 from common.core.ports import MAX_TIMELINE
 from common.gcp.firestore.codec import EXPIRE_AT, as_datetime, from_firestore, newest_first
-from common.gcp.firestore.markers import EVENTS_FIELD
+from common.gcp.firestore.markers import stored_markers
 from common.gcp.firestore.query import bounded_call, db
-from common.gcp.names import BATCHES, EVENTS, JOBS, PARTS, RUNS, SOURCES
+from common.gcp.names import BATCHES, JOBS, RUNS, SOURCES
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -17,17 +17,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def job_events(job_id: str) -> list[dict[str, Any]]:
     """The job's applied events, oldest first, each with its id: the markers in the job document, its parts'
     and those an earlier layout kept as documents of their own (``jobs/{id}/events``, until they expire)."""
-    job = db().collection(JOBS).document(job_id)
-    snap = job.get(**bounded_call())
-    found: dict[str, dict[str, Any]] = dict((snap.to_dict() or {}).get(EVENTS_FIELD) or {}) if snap.exists else {}
-    for part in job.collection(PARTS).limit(MAX_TIMELINE).stream(**bounded_call()):
-        m = dict((part.to_dict() or {}).get("marker") or {})
-        if m.get("id"):
-            found.setdefault(m.pop("id"), m)
-    for old in job.collection(EVENTS).limit(MAX_TIMELINE).stream(**bounded_call()):
-        found.setdefault(old.id, old.to_dict() or {})
     out = []
-    for event_id, stored in found.items():
+    for event_id, stored in stored_markers(db().collection(JOBS).document(job_id)).items():
         doc = from_firestore(stored)
         doc.pop(EXPIRE_AT, None)
         out.append({"id": event_id, **doc, "time": as_datetime(doc.get("time"))})
