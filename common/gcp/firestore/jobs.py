@@ -2,8 +2,9 @@
 parts (``…/parts/{key}``).
 
 Each event is applied in one transaction that reads the job and writes it with the event's marker (one read, one
-write), so a redelivered event is applied once. Parts of a job write their own documents, each carrying its
-event's marker, and the job is finished by counting them, so no document is hot while parts run in parallel.
+write), so a redelivered event is applied once. Parts of a job write their own documents, each carrying the
+markers of the events that reported it, and the job is finished by counting them, so no document is hot while
+parts run in parallel.
 
 Every call passes ``common.gcp.clients.bounded_call()``: the client's defaults retry an unreachable Firestore
 for up to 300 s (docs/google-quirks.md), so ``GET /v1/jobs/{id}`` hung for minutes instead of answering 503.
