@@ -3,9 +3,9 @@
 The counts follow the code path a job takes (docs/cost.md walks through each): the api creates the job
 document and one Cloud Task; each attempt is one delivery to the ingest function, which publishes a
 ``started`` event and a terminal one (``retrying`` between attempts, one ``progress`` per part of a split job);
-every event is delivered to the status and load functions' subscriptions; the status function applies each in
-one transaction (the job and the event's marker read, the marker and the job written, the run record with
-the outcome) and reads the source's position once; the load function records each loaded output. They are
+every event is delivered to the status and load functions' subscriptions; each delivery reads the job before
+it runs; the status function applies each event in one transaction (the job read, the job written with the
+event's marker in it, the run record with the outcome); the load function records each loaded output. They are
 functions of the stored job (attempts, parts, status, outputs), so they are the same for every job that did
 the same. The compute is not modelled: the ingest measures its CPU time and peak memory and carries them in
 the terminal event (``EventData.usage``), and the status function keeps the deciding event's on the job.
@@ -75,25 +75,33 @@ def events_of(job: Job) -> int:
 
 
 def firestore_ops(job: Job, events: int) -> tuple[int, int]:
-    """(reads, writes) of the job's path through Firestore (docs/cost.md has the table):
+    """(reads, writes) of the job's path through Firestore (docs/cost.md has the table; an integration test
+    counts the real calls of a one-part job against the emulator and holds them equal to this):
 
     - the api creates the job: 1 write;
-    - the status function applies each event in one transaction: the job and the event's marker read (2),
-      the marker and the job written (2; a part's progress writes its part document instead of the job);
-    - the deciding event writes the run record (1) and reads the source's position (1);
+    - each task delivery reads the job before it runs (a cancelled or replaced run does nothing): 1 read;
+    - the status function applies each event in one transaction: the job read, the job written with the event's
+      marker in it (1 read, 1 write); a part's progress event also reads its part's document (its marker) and
+      writes that instead of the job while the job runs;
+    - the deciding event writes the run record (1 write);
     - a split job is also counted after its ``started`` and each part (the job read, its parts counted: 2) and
       finished in one transaction (the job and its parts read, the job and the run record written);
-    - the load function records each loaded output: its report written and the reports read, then the job's
-      ``load`` written and the reports read again (2 reads, 2 writes).
+    - the load function records each loaded output's report in the job: 1 write, nothing read.
+
+    Not modelled: a source that keeps a position reads it to plan (its document and its last runs) and, when
+    the deciding event moves its watermark or cursors, reads it again and updates it in a transaction.
     """
     parts = job.progress.total if job.progress and job.progress.total > 1 else 1
+    attempts = max(job.attempt, 1) if job.started_at or job.status.terminal else 0
+    deliveries = attempts + (parts if parts > 1 else 0)
     decided = int(job.status in (JobStatus.succeeded, JobStatus.failed))
-    reads, writes = 2 * events + decided, 1 + 2 * events + decided
+    reads, writes = deliveries + events, 1 + events + decided
     if parts > 1:
-        reads += 2 * (1 + parts) + (1 + parts) * int(job.status is JobStatus.succeeded)
+        # Each part's progress event reads its part's document too.
+        reads += parts + 2 * (1 + parts) + (1 + parts) * int(job.status is JobStatus.succeeded)
         writes += int(job.status is JobStatus.succeeded)
     loads = parts if job.status is JobStatus.succeeded and job.outputs else 0
-    return reads + 2 * loads, writes + 2 * loads
+    return reads, writes + loads
 
 
 def usage_of(job: Job) -> Usage:

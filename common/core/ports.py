@@ -194,7 +194,9 @@ class StateStore(Protocol):
         ...
 
     def record_load(self, job_id: str, key: str, report: dict[str, Any]) -> dict[str, Any]:
-        """Store one load report of the job (per part, or ``job``) and set the job's ``load`` to their sum.
+        """Store one load report of the job (per part, or ``job``); the job's ``load`` is then their sum. Returns
+        the sum as this call knows it: SQLite reads the others back in its transaction, Firestore (one write,
+        nothing read) returns this report's, and sums them when the job is read.
 
         Raises:
             common.core.errors.TransientError: the job is not recorded yet.

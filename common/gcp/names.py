@@ -27,7 +27,8 @@ JOBS, EVENTS, PARTS = "jobs", "events", "parts"
 SOURCES, RUNS = "sources", "runs"
 BATCHES = "batches"
 DEAD_EVENTS = "dead_events"
-#: The load stage: its push subscription on the events topic, and each load report under ``jobs/{id}/loads``.
+#: The load stage: its push subscription on the events topic; ``loads``, the job document's map of its reports
+#: (an earlier layout kept each under ``jobs/{id}/loads``).
 LOAD_SUBSCRIPTION = "load-push"
 LOADS = "loads"
 

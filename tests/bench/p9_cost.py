@@ -115,12 +115,13 @@ def p9_cost(ctx: Context) -> Section:
     if fs_ops > GOAL_FIRESTORE:
         sec.analysis = (
             f"- **Firestore ≤ {GOAL_FIRESTORE} per job is not met ({fs_ops:g})**. Where they go: the api's create "
-            "(1 write); the status function's transaction per event, 2 events (job and marker read, marker and job "
-            "written: 8); the outcome's run record and the source's position (1 write, 1 read); the load stage's "
-            "report and the job's `load` (2 reads, 2 writes). What would cut them, not done here (each touches "
-            "another engineer's area): fold the `started` event into the outcome for one-part jobs (-4: one event "
-            "instead of two), keep the event marker inside the job document as a bounded list of applied ids (-2 per "
-            "event), and write the load summary with the run record (-2). At list prices Firestore is about a third "
-            "of a slot job's cost; compute dominates.\n"
+            "(1 write); the ingest's read of the job before it runs (1 read); the status function's transaction per "
+            "event, 2 events (the job read, the job written with the event's marker in it: 4); the deciding event's "
+            "run record (1 write); the load stage's report in the job (1 write). "
+            "`tests/integration/test_firestore_ops.py` counts these on the emulator. What would cut them further: "
+            "fold the `started` event into the outcome for a one-part job (-2, in the ingest: the job would show "
+            "`queued` until it ends), and answer a source's last runs from a query on jobs instead of its run "
+            "records (-1, but jobs expire after the retention and run records do not). At list prices Firestore "
+            "is about two fifths of a slot job's cost, its writes most of it.\n"
         )
     return sec

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from common.core.events import Event
+from common.gcp.firestore.markers import stored_markers
 from common.local.ports import free_port
 from common.local.samples import HERE as SAMPLES
 from common.local.stack import Stack, StackConfig, client_env
@@ -153,8 +154,7 @@ class GcpDeployment(Deployment):
         from common.gcp import clients
 
         with client_env(self.env), self.using():
-            ref = clients.firestore().collection("jobs").document(job_id).collection("events")
-            return {d.id for d in ref.stream()}
+            return set(stored_markers(clients.firestore().collection("jobs").document(job_id)))
 
     def deliver_again(self, job: dict[str, Any]) -> None:
         from google.cloud import tasks_v2

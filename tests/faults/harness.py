@@ -8,7 +8,7 @@ For each job a scenario makes, :meth:`FaultStack.check` asserts:
   starts with a part key, so a stray copy under another name would show) and their rows compared with
   the expected count, and no temporary file is left beside them;
 - **no orphan**: the job is terminal and no task of it is left in its queue;
-- **every event applied once**: the event markers under ``jobs/{id}/events`` are exactly the distinct event
+- **every event applied once**: the job's event markers (``markers.stored_markers``) are exactly the distinct event
   ids published for the job (an audit pull subscription on ``ingest-events`` sees every publish), and the
   job's fields equal what one application of those events gives (``apply_event`` folded over them, plus
   the completion that ``finish_if_complete`` derives for multi-part jobs).
@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 from common.core.events import Event, EventData, EventType
 from common.core.jobs import Job, apply_event
 from common.core.warehouse import hive_partition
+from common.gcp.firestore.markers import stored_markers
 from common.local.samples import HERE as SAMPLES
 from common.local.samples import gdelt_listing, zip_deterministic
 from common.local.stack import Stack, StackConfig, client_env
@@ -353,7 +354,7 @@ class FaultStack:
         raise AssertionError(f"extra deliveries of {job_id} still running after {timeout:.0f} s")
 
     def markers(self, job_id: str) -> set[str]:
-        return {d.id for d in self.db.collection("jobs").document(job_id).collection("events").stream()}
+        return set(stored_markers(self.db.collection("jobs").document(job_id)))
 
     def settle(self, job_id: str, timeout: float = 20.0, quiet: float = 0.5) -> tuple[set[str], dict[str, Event]]:
         """Wait until the job's markers equal its published event ids and stay so for ``quiet`` s."""

@@ -290,7 +290,9 @@ def push(client: Any, job_id: str, headers: dict[str, str]) -> Any:
 
 
 def job_events(job_id: str) -> int:
-    return len(list(clients.firestore().collection("jobs").document(job_id).collection("events").stream()))
+    from common.gcp.firestore import reads
+
+    return len(reads.job_events(job_id))
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -1,8 +1,10 @@
-"""Jobs in Firestore: ``jobs/{id}``, with event markers (``jobs/{id}/events/{event_id}``) and parts (``…/parts/{key}``).
+"""Jobs in Firestore: ``jobs/{id}``, holding its applied events' markers (``events``, :mod:`.markers`), and its
+parts (``…/parts/{key}``).
 
-Each event is applied in one transaction that also writes an event marker, so a redelivered event is
-applied once. Parts of a job write their own documents and the job is finished by counting them, so no
-document is hot while parts run in parallel.
+Each event is applied in one transaction that reads the job and writes it with the event's marker (one read, one
+write), so a redelivered event is applied once. Parts of a job write their own documents, each carrying the
+markers of the events that reported it, and the job is finished by counting them, so no document is hot while
+parts run in parallel.
 
 Every call passes ``common.gcp.clients.bounded_call()``: the client's defaults retry an unreachable Firestore
 for up to 300 s (docs/google-quirks.md), so ``GET /v1/jobs/{id}`` hung for minutes instead of answering 503.
@@ -24,10 +26,11 @@ from common.core.jobs import (
     outcome_key,
     parts_succeeded,
 )
-from common.gcp.firestore.codec import EXPIRE_AT, expire_at, from_firestore, newest_first, timestamp, to_firestore
+from common.gcp.firestore.codec import newest_first, to_firestore
+from common.gcp.firestore.markers import applied, job_fields, job_of, part_applied, part_doc, with_marker
 from common.gcp.firestore.query import bounded_call, count, db
 from common.gcp.firestore.sources import run_record, run_ref, update_source
-from common.gcp.names import EVENTS, JOBS, PARTS
+from common.gcp.names import JOBS, PARTS
 
 
 def document(job_id: str) -> Any:
@@ -36,11 +39,12 @@ def document(job_id: str) -> Any:
 
 
 def from_doc(data: dict[str, Any]) -> Job:
-    return Job.model_validate(from_firestore(data))
+    """The job in a stored ``jobs/{id}`` (:func:`.markers.job_of`)."""
+    return job_of(data)
 
 
 def to_doc(job: Job) -> dict[str, Any]:
-    """``jobs/{id}`` as written: times as Timestamps, expiring the retention after its last change."""
+    """``jobs/{id}`` as created: times as Timestamps, expiring the retention after its last change."""
     return to_firestore(job, expires_from=job.updated_at)
 
 
@@ -103,60 +107,52 @@ def part_update_times(job_id: str) -> list[datetime]:
     return [part.update_time for part in parts if part.update_time]
 
 
-def marker(event: Event) -> dict[str, Any]:
-    """``jobs/{id}/events/{event_id}``: the event's marker (``Event.marker``, the console's timeline), its time a
-    Timestamp, expiring with the retention."""
-    stamp = timestamp(event.time)
-    return {**event.marker(), "time": stamp, EXPIRE_AT: expire_at(stamp)}
-
-
 def record_event(event: Event) -> Job | None:
-    """Apply ``event`` once, in one transaction. Returns the job as it now is, or None for an event of a job
-    that was never created (or of another source): nothing is written for it.
+    """Apply ``event`` once, in one transaction: the job read, the job written with the event's marker (or, for
+    a part of a running multi-part job, the part's document). Returns the job as it now is, or None for an event
+    of a job that was never created (or of another source): nothing is written for it.
 
-    A duplicate event (its marker exists) changes nothing. A part's progress event stores the part's
+    A duplicate event (its marker is in the job) changes nothing. A part's progress event stores the part's
     result; when every part has reported, the job is finished by :func:`finish_if_complete`.
     """
     from google.cloud import firestore as fs
 
     client = db()
     job_ref = document(event.data.job_id)
-    marker_ref = job_ref.collection(EVENTS).document(event.id)
+    part_ref = job_ref.collection(PARTS).document(event.data.part) if event.data.part else None
 
     @fs.transactional
     def txn(transaction: Any) -> tuple[Job | None, bool]:
-        # Both documents in one read (one round trip, not two).
-        read = transaction.get_all([job_ref, marker_ref], **bounded_call())
+        # A part's event reads its part's document too (its marker), in the same call: one round trip.
+        read = transaction.get_all([job_ref, *([part_ref] if part_ref else [])], **bounded_call())
         snaps = {snap.reference.path: snap for snap in read}
-        job_snap, marker_snap = snaps[job_ref.path], snaps[marker_ref.path]
+        job_snap = snaps[job_ref.path]
         if not job_snap.exists:
             # Every job is created (api, batch) before its task runs: an event for another id names a job we
             # never made. Writing nothing keeps a forged or stray event from creating a phantom job.
             return None, False
-        job = from_doc(job_snap.to_dict())
+        data = job_snap.to_dict() or {}
+        job = from_doc(data)
         if job.source != event.data.source:
             return None, False  # an event of another source's job id: as foreign as an unknown id
-        if marker_snap.exists or event.data.run != job.run:
+        part = (snaps[part_ref.path].to_dict() or {}) if part_ref and snaps[part_ref.path].exists else {}
+        if applied(data, event) or part_applied(part, event) or event.data.run != job.run:
             # A duplicate; or an event of another run (a late one of the run a retry replaced): nothing to do,
             # and no marker, so that it is never mistaken for one of the current run.
             return job, False
-        transaction.set(marker_ref, marker(event))
-        stamp = timestamp(event.time)
-        if event.type is EventType.progress and event.data.part:
-            transaction.set(
-                job_ref.collection(PARTS).document(event.data.part), to_firestore(event.data, expires_from=stamp)
-            )
+        if event.type is EventType.progress and part_ref is not None:
+            transaction.set(part_ref, part_doc(part, event))
             if job.status is JobStatus.running and job.progress and job.progress.total > 1:
                 # A running multi-part job is finished by counting its parts: writing the job document for
                 # every part would make it the hot document of the job (contention, aborted transactions).
                 return job, False
         new = apply_event(job, event)
-        if new is not None:
-            transaction.set(job_ref, to_doc(new))
-            if new.status.terminal and new.decided_by != job.decided_by:
-                # The job's own run record, with the job (no other job writes it, so it adds no contention);
-                # rewritten when a later event decides the outcome (a success beating a failure).
-                transaction.set(run_ref(new), run_record(new, event))
+        # The marker is written even when the event changes nothing else, so that a redelivery finds it.
+        transaction.update(job_ref, with_marker(job_fields(new or job), data, event))
+        if new is not None and new.status.terminal and new.decided_by != job.decided_by:
+            # The job's own run record, with the job (no other job writes it, so it adds no contention);
+            # rewritten when a later event decides the outcome (a success beating a failure).
+            transaction.set(run_ref(new), run_record(new, event))
         return (new or job), new is not None
 
     job, _changed = txn(client.transaction())
@@ -201,7 +197,7 @@ def finish_if_complete(job_id: str) -> Job | None:
         new = apply_event(current, done)
         if new is None:
             return current
-        transaction.set(job_ref, to_doc(new))
+        transaction.update(job_ref, job_fields(new))
         transaction.set(run_ref(new), run_record(new, done))
         finished_by.append(done)
         return new

@@ -7,21 +7,22 @@ from typing import Any
 
 from common.core.ports import MAX_TIMELINE
 from common.gcp.firestore.codec import EXPIRE_AT, as_datetime, from_firestore, newest_first
+from common.gcp.firestore.markers import stored_markers
 from common.gcp.firestore.query import bounded_call, db
-from common.gcp.names import BATCHES, EVENTS, JOBS, RUNS, SOURCES
+from common.gcp.names import BATCHES, JOBS, RUNS, SOURCES
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def job_events(job_id: str) -> list[dict[str, Any]]:
-    """The job's applied events, oldest first, each with its id (times as stored: Timestamps or older strings)."""
-    ref = db().collection(JOBS).document(job_id).collection(EVENTS)
+    """The job's applied events, oldest first, each with its id: the markers in the job document, its parts'
+    and those an earlier layout kept as documents of their own (``jobs/{id}/events``, until they expire)."""
     out = []
-    for snap in ref.limit(MAX_TIMELINE).stream(**bounded_call()):
-        doc = from_firestore(snap.to_dict())
+    for event_id, stored in stored_markers(db().collection(JOBS).document(job_id)).items():
+        doc = from_firestore(stored)
         doc.pop(EXPIRE_AT, None)
-        out.append({"id": snap.id, **doc, "time": as_datetime(doc.get("time"))})
-    return sorted(out, key=lambda e: (e["time"] or EPOCH, e["id"]))
+        out.append({"id": event_id, **doc, "time": as_datetime(doc.get("time"))})
+    return sorted(out, key=lambda e: (e["time"] or EPOCH, e["id"]))[:MAX_TIMELINE]
 
 
 def job_run(source: str, job_id: str) -> dict[str, Any] | None:

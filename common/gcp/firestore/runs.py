@@ -12,16 +12,17 @@ from typing import Any
 
 from common.core.jobs import Job, apply_event, cancel_event, new_run
 from common.core.ports import WrongState
-from common.gcp.firestore.jobs import document, from_doc, marker, to_doc
+from common.gcp.firestore.jobs import document, from_doc
+from common.gcp.firestore.markers import LOAD_FIELD, LOADS_FIELD, job_fields, with_marker
 from common.gcp.firestore.query import bounded_call, db
 from common.gcp.firestore.sources import run_record, run_ref
-from common.gcp.names import EVENTS
 
 __all__ = ["WrongState", "cancel_job", "retry_job"]
 
 
-def _act(job_id: str, act: Callable[[Any, Any, Job], Job]) -> Job | None:
-    """Run ``act(transaction, ref, job)`` on the stored job in one transaction; None when the job is unknown."""
+def _act(job_id: str, act: Callable[[Any, Any, Job, dict[str, Any]], Job]) -> Job | None:
+    """Run ``act(transaction, ref, job, stored document)`` on the stored job in one transaction; None when the
+    job is unknown."""
     from google.cloud import firestore as fs
 
     ref = document(job_id)
@@ -29,7 +30,10 @@ def _act(job_id: str, act: Callable[[Any, Any, Job], Job]) -> Job | None:
     @fs.transactional
     def txn(transaction: Any) -> Job | None:
         snap = ref.get(transaction=transaction, **bounded_call())
-        return act(transaction, ref, from_doc(snap.to_dict())) if snap.exists else None
+        if not snap.exists:
+            return None
+        data = snap.to_dict() or {}
+        return act(transaction, ref, from_doc(data), data)
 
     result: Job | None = txn(db().transaction())
     return result
@@ -44,11 +48,14 @@ def retry_job(job_id: str, now: datetime) -> Job | None:
         WrongState: the job is queued, running or succeeded.
     """
 
-    def retry(transaction: Any, ref: Any, job: Job) -> Job:
+    def retry(transaction: Any, ref: Any, job: Job, _data: dict[str, Any]) -> Job:
+        from google.cloud.firestore_v1 import DELETE_FIELD
+
         if not job.status.retryable:
             raise WrongState(job, "only a failed or cancelled job can be retried")
         new = new_run(job, now)
-        transaction.set(ref, to_doc(new))
+        # The earlier run's loads go (the new run loads its own outputs); its events' markers stay on the timeline.
+        transaction.update(ref, {**job_fields(new), LOADS_FIELD: DELETE_FIELD, LOAD_FIELD: DELETE_FIELD})
         return new
 
     return _act(job_id, retry)
@@ -65,13 +72,12 @@ def cancel_job(job_id: str, now: datetime) -> Job | None:
         WrongState: the job is already succeeded, failed or cancelled.
     """
 
-    def cancel(transaction: Any, ref: Any, job: Job) -> Job:
+    def cancel(transaction: Any, ref: Any, job: Job, data: dict[str, Any]) -> Job:
         if job.status.terminal:
             raise WrongState(job, "only a queued or running job can be cancelled")
         event = cancel_event(job, now)
         new = apply_event(job, event) or job
-        transaction.set(ref.collection(EVENTS).document(event.id), marker(event))
-        transaction.set(ref, to_doc(new))
+        transaction.update(ref, with_marker(job_fields(new), data, event))
         transaction.set(run_ref(new), run_record(new, event))
         return new
 
