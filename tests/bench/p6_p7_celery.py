@@ -190,7 +190,7 @@ def worker_side(s: Any, n: int, *, profiled: bool) -> tuple[float, float, str]:
     root.handlers[:] = handlers
 
     run = uuid.uuid4().hex[:8]
-    task = SimpleNamespace(request=SimpleNamespace(id=None, retries=0))
+    task = SimpleNamespace(request=SimpleNamespace(id=None, retries=0, delivery_info={}))
     with use_settings(s):
         store = executors.state(s)
         bodies = []
