@@ -5,9 +5,11 @@ worker (``common/runtime/workers/celery_app.py``, ``tributary worker``) runs ``r
 does not do as Cloud Tasks does is done here with Redis:
 
 - **named-task dedup**: a task id is claimed with ``SET NX`` and a TTL (``celery_dedup_ttl``) before it is
-  sent, so a second enqueue of the same id is refused (False) for that long, like a Cloud Tasks task name;
-- **attempts**: every delivery increments a counter per task id (:meth:`CeleryDispatcher.delivered`), so a
-  task redelivered after a lost worker counts as an attempt and ``max_attempts`` bounds it;
+  sent (in one round trip with its entry in the pending set, below), so a second enqueue of the same id is
+  refused (False) for that long, like a Cloud Tasks task name;
+- **attempts**: every delivery after the first increments a counter per task id
+  (:meth:`CeleryDispatcher.redelivered`), so a task redelivered after a lost worker counts as an attempt and
+  ``max_attempts`` bounds it;
 - **the reaper's question** (is a task of this job still queued?): the ids enqueued and not yet finished are
   kept in a set per source (:meth:`CeleryDispatcher.pending`).
 
@@ -36,6 +38,15 @@ TASK_NAME = "tributary.ingest"
 #: How long a delivery counter outlives its task (a job is never retried for longer than this).
 ATTEMPTS_TTL = 7 * 24 * 3600
 _PREFIX = "tributary:"
+#: Claim a task id (``SET NX`` with a TTL) and, when it was new, add it to its source's pending set: one
+#: round trip. KEYS: the dedup key, the pending set; ARGV: the TTL in seconds, the task id.
+_CLAIM = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  redis.call('SADD', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
 
 
 def queue_name(source: str, s: Settings | None = None) -> str:
@@ -99,6 +110,7 @@ class CeleryDispatcher:
         self._lock = threading.Lock()
         self._app: Any = None
         self._redis: Any = None
+        self._claim_script: Any = None
 
     @property
     def app(self) -> Any:
@@ -114,7 +126,16 @@ class CeleryDispatcher:
                 import redis  # with Celery's Redis transport; imported on first use like Celery
 
                 self._redis = redis.Redis.from_url(self.broker_url, socket_timeout=10, socket_connect_timeout=5)
+                self._claim_script = self._redis.register_script(_CLAIM)
             return self._redis
+
+    def _claim(self, tid: str, source: str, client: Any = None) -> Any:
+        """Claim ``tid`` and mark it pending if it was new (:data:`_CLAIM`); 1 when new, 0 for a duplicate
+        (on a pipeline ``client``, its result comes with the pipeline's)."""
+        redis = self.redis
+        return self._claim_script(
+            keys=[_dedup_key(tid), _pending_key(source)], args=[self.dedup_ttl, tid], client=client or redis
+        )
 
     # ---- the port ------------------------------------------------------------------------------------------
     def enqueue(self, payload: TaskPayload, queue: QueueConfig, *, schedule_time: datetime | None = None) -> bool:
@@ -125,7 +146,7 @@ class CeleryDispatcher:
         """
         tid = task_id(payload.job_id, payload.part, payload.run)
         with _broker_errors(self.broker_url):
-            if not self.redis.set(_dedup_key(tid), b"1", nx=True, ex=self.dedup_ttl):
+            if not self._claim(tid, payload.source):
                 return False
             self._send(payload, queue, tid, schedule_time)
         return True
@@ -141,8 +162,8 @@ class CeleryDispatcher:
         ids = [task_id(p.job_id, p.part, p.run) for p in payloads]
         with _broker_errors(self.broker_url):
             pipe = self.redis.pipeline(transaction=False)
-            for tid in ids:
-                pipe.set(_dedup_key(tid), b"1", nx=True, ex=self.dedup_ttl)
+            for payload, tid in zip(payloads, ids, strict=True):
+                self._claim(tid, payload.source, pipe)
             claimed = pipe.execute()
             created = 0
             for payload, tid, new in zip(payloads, ids, claimed, strict=True):
@@ -173,6 +194,16 @@ class CeleryDispatcher:
             pipe.expire(_attempts_key(tid), ATTEMPTS_TTL)
             return int(pipe.execute()[0])
 
+    def redelivered(self, tid: str) -> int:
+        """Count a delivery of task ``tid`` after its first (a retry, or the task given back after its worker was
+        lost); returns its attempt number (2 for the second delivery). The worker does not count a first
+        delivery (Celery says which one is: no retry yet, not redelivered), which saves a round trip per task.
+
+        Raises:
+            TransientError: Redis is unreachable.
+        """
+        return self.delivered(tid) + 1
+
     def finished(self, tid: str, source: str) -> None:
         """Forget a task that ended (succeeded, failed for good, or fanned out): no longer pending.
 
@@ -188,8 +219,10 @@ class CeleryDispatcher:
             pipe.execute()
 
     def _send(self, payload: TaskPayload, queue: QueueConfig, tid: str, eta: datetime | None) -> None:
+        """Send the claimed task. Its result is ignored (the job's events carry the outcome): without
+        ``ignore_result``, Celery's Redis backend subscribes to each task's result channel when it is sent and
+        unsubscribes when the handle is dropped, two commands per task for a result nobody reads."""
         try:
-            self.redis.sadd(_pending_key(payload.source), tid)
             self.app.send_task(
                 TASK_NAME,
                 args=[payload.model_dump(mode="json")],
@@ -199,6 +232,7 @@ class CeleryDispatcher:
                 eta=eta,
                 time_limit=queue.dispatch_deadline + 30,
                 soft_time_limit=queue.dispatch_deadline,
+                ignore_result=True,
             )
         except BaseException:
             # Not sent: free the id, so that the caller's retry (or the reaper) can enqueue it.

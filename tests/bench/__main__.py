@@ -31,8 +31,9 @@ def registry() -> dict[str, Callable[..., object]]:
     from tests.bench.p3_memory import p3_memory
     from tests.bench.p4_stack import p4_stack
     from tests.bench.p5_enqueue import p5_enqueue
-    from tests.bench.p6_embedded import p6_embedded, p8_backfill
+    from tests.bench.p6_embedded import p6_embedded
     from tests.bench.p6_p7_celery import p6_p7_celery
+    from tests.bench.p8_backfill import p8_backfill
     from tests.bench.p9_cost import p9_cost
 
     return {

@@ -1,23 +1,18 @@
-"""P6 and P8: the embedded executor (SQLite state, embedded dispatch and events) in this process.
+"""P6: the embedded executor (SQLite state, embedded dispatch and events) in this process.
 
 P6 runs N no-op jobs (``tests.bench.noop``) through the whole path: ``submit`` (validate, create the job,
 enqueue its task) → a worker claims the task → ``run_task`` → events through the embedded bus → the job
 ``succeeded`` in SQLite. :func:`embedded_noop_jobs` is the function other benchmarks call for the embedded
-peer. P8 backfills one GDELT day (96 slots) from a recorded-response server and reports slots/s and the
-CPU seconds this process spent per slot (the replay server's own CPU is not counted).
+peer; P8's embedded column (``tests.bench.p8_backfill``) uses its settings.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from tests.bench.core import Context, Ratio, Row, Section, measure, measure_interleaved
 
@@ -125,72 +120,5 @@ def p6_embedded(ctx: Context) -> Section:
         f"its (empty) raw and Parquet objects to a local folder. **peer**: a bare Celery worker "
         f"(`tests.bench.celery_bare`, prefork, concurrency {cores}, `acks_late`) on a Redis of its own, {n:,} "
         "no-op tasks sent and every result read back. Runs are interleaved after a warm-up of each."
-    )
-    return sec
-
-
-def p8_backfill(ctx: Context) -> Section:
-    """P8: a one-day GDELT backfill (96 slots) on the embedded executor."""
-    from common.embedded.queue import SqliteDispatcher
-    from common.local.ports import free_port
-    from common.local.samples import HERE as SAMPLES
-    from common.runtime import executors
-    from common.runtime.api import handle
-    from common.runtime.worker import Executor
-    from common.settings import use_settings
-    from tests.sources.gdelt_helpers import gdelt_replay_dir, slot_csv
-
-    sec = Section("P8", "Embedded executor: a one-day GDELT backfill (96 slots)")
-    sample = SAMPLES / "gdelt" / "20240115120000.export.CSV"
-    csv_dir = ctx.workdir / "p8-csv"
-    csv_dir.mkdir(exist_ok=True)
-    day = [slot_csv(csv_dir, f"20240116{h:02d}{m:02d}00", sample) for h in range(24) for m in (0, 15, 30, 45)]
-    root = gdelt_replay_dir(ctx.workdir / "p8-replay", day)
-    port = free_port()
-    replay = subprocess.Popen(
-        [sys.executable, "-m", "common.local.recorded", "--root", str(root), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.environ["TRIBUTARY_GDELT_BASE_URL"] = f"http://127.0.0.1:{port}/gdelt"
-    rates, cpus = [], []
-    try:
-        time.sleep(1.0)
-        for _ in range(ctx.reps(3, 1)):
-            s = _settings(ctx.workdir)
-            with use_settings(s):
-                queue = SqliteDispatcher(s.sqlite_path)
-                # The declared 2/s would make this a measure of the pacing (48 s); lifted as an operator could.
-                queue.update_queue("gdelt", max_dispatches_per_second=50.0, max_concurrent_dispatches=WORKERS)
-                executor = Executor(s).start()
-                try:
-                    body = orjson.dumps({"source": "gdelt", "start": "2024-01-16", "end": "2024-01-16"})
-                    cpu0, t0 = time.process_time(), time.perf_counter()
-                    answer, status, _ = handle(
-                        "POST", "/v1/backfills", query={}, headers={"content-type": "application/json"}, body=body
-                    )
-                    assert status == 202 and answer["total"] == 96, answer
-                    _wait_all(executors.state(s), {"batch_id": answer["batch_id"]}, 96, 300)
-                    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-                finally:
-                    executor.stop()
-            rates.append(96 / seconds)
-            cpus.append(cpu / 96)
-    finally:
-        replay.terminate()
-        replay.wait(10)
-        os.environ.pop("TRIBUTARY_GDELT_BASE_URL", None)
-    from tests.bench.core import Stat
-
-    rate, cpu = Stat(rates, "slots/s"), Stat(cpus, "CPU s/slot")
-    sec.rows.append(Row("P8", "one GDELT day, 96 slots, embedded", rate.fmt(), "", "", "", None))
-    sec.rows.append(Row("P8", "CPU per slot (this process)", cpu.fmt(), "", "", "", None))
-    sec.method = (
-        "`POST /v1/backfills` for 2024-01-16 through the api's router in this process (the planner reads the "
-        "replayed master list once), on a fresh SQLite file per run; the executor's workers fetch each slot "
-        "from a recorded-response server in a child process (the bundled sample served as 96 slots), verify, "
-        "parse and write raw + Parquet. The gdelt queue is lifted to 50/s and 8 concurrent (its declared 2/s "
-        "would measure the pacing). CPU is `time.process_time()` of this process over the run: api, "
-        "workers, bus and SQLite, not the replay server."
     )
     return sec

@@ -7,6 +7,7 @@ real measurements of the same rows.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -92,3 +93,66 @@ def test_p6_counts_and_prices_a_job(ctx: Context) -> None:
     assert by_measure["Pub/Sub messages per one-part job (published)"].met is True
     assert any(row.ours.startswith("$") for row in sec.rows), "1,000 slot jobs are priced"
     assert "vCPU-s" in next(row.ours for row in sec.rows if "compute measured" in row.measure)
+
+
+def need_redis() -> None:
+    import shutil
+
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed (the Celery executor's broker)")
+
+
+def test_each_measure_sends_to_its_own_redis_whatever_ran_before(ctx: Context) -> None:
+    """P6 then P7 in one process: each starts its own Redis, and the second one's tasks went to the first's."""
+    from common.local.redis import RedisServer
+    from tests.bench.p6_p7_celery import bare_celery, bare_celery_noop_seconds
+
+    need_redis()
+    before = dict(os.environ)
+    for _ in range(2):
+        with RedisServer() as redis, bare_celery(ctx, redis.url, 1) as app:
+            assert bare_celery_noop_seconds(app, 5) > 0
+    assert dict(os.environ) == before
+
+
+def test_p7_runs_noop_jobs_on_the_celery_profile_and_its_task_function(ctx: Context) -> None:
+    from common.local.redis import RedisServer
+    from common.runtime import executors
+    from common.settings import use_settings
+    from tests.bench.celery_profile import celery_noop_jobs, tributary_celery
+    from tests.bench.p6_p7_celery import NOOP_QUEUE, worker_side
+
+    need_redis()
+    with RedisServer() as redis, tributary_celery(ctx, redis.url, 1, [NOOP_QUEUE]) as ours:
+        assert ours.settings.profile == "celery" and executors.chosen(ours.settings) == ("celery", "embedded", "sqlite")
+        cpu0 = ours.worker_cpu()
+        assert celery_noop_jobs(ours, 5) > 0
+        assert ours.worker_cpu() > cpu0, "the worker's process tree is what ran the jobs"
+        wall, cpu, frames = worker_side(ours.settings, 6, profiled=True)
+        assert wall > 0 and cpu > 0 and "pyinstrument" in frames
+        with use_settings(ours.settings):
+            assert executors.state(ours.settings).count_by({"source": "noop", "status": "succeeded"}) == 5 + 6
+
+
+def test_p8_columns_backfill_the_day_on_each_executor(ctx: Context) -> None:
+    from common.core.errors import ConfigError
+    from common.local.stack import sdk_root
+    from tests.bench.p8_backfill import SLOTS, celery_runs, cloudtasks_runs, embedded_run, replay_root, replay_server
+
+    need_redis()
+    root, origin = replay_root(ctx, sample=True)
+    assert "24 rows" in origin
+    with replay_server(root) as url:
+        assert os.environ["TRIBUTARY_GDELT_BASE_URL"] == url
+        ((seconds, cpu, _),) = [embedded_run(ctx, "2024-01-16")]
+        assert seconds > 0 and cpu > 0
+        ((seconds, cpu, parts),) = celery_runs(ctx, 1)
+        assert seconds > 0 and parts["worker"] > 0 and cpu == parts["worker"] + parts["api"]
+    assert "TRIBUTARY_GDELT_BASE_URL" not in os.environ
+    try:
+        sdk_root()
+    except ConfigError as exc:
+        pytest.skip(str(exc))
+    runs, _ = cloudtasks_runs(ctx, root, 1, 300.0)
+    ((seconds, cpu, parts),) = runs
+    assert seconds > 0 and cpu > 0 and parts["ingest"] > 0 and SLOTS == 96

@@ -72,3 +72,55 @@ def test_the_runtime_enqueues_to_celery_when_the_flag_is_set(
     assert dispatcher.enqueue_many([payload("fred-a"), payload("fred-b")], fred.queue) == (1, 1)
     pending = dispatcher.pending("fred")
     assert "fred-a" in pending and "fred-b" in pending and "fred-z" not in pending
+
+
+def test_a_first_delivery_is_not_counted_and_later_ones_are_the_next_attempts(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker saves a Redis round trip per task: only a retry or a redelivery (a lost worker) is counted."""
+    from types import SimpleNamespace
+
+    from common.runtime.ingest import TaskOutcome
+    from common.runtime.workers import celery_app
+    from common.settings import reset_settings
+
+    monkeypatch.setenv("TRIBUTARY_CELERY_BROKER_URL", redis_server.url)
+    reset_settings()
+    attempts: list[int] = []
+    outcomes = iter([TaskOutcome(retry=True), TaskOutcome(retry=True), TaskOutcome()])
+    monkeypatch.setattr(celery_app, "run_task", lambda _, delivery: attempts.append(delivery.attempt) or next(outcomes))
+    d = celery_app.dispatcher()
+    counted = []
+    monkeypatch.setattr(d, "redelivered", lambda tid: counted.append(tid) or CeleryDispatcher.redelivered(d, tid))
+    assert d.enqueue(payload("fred-7"), QUEUE)
+    body = payload("fred-7").model_dump(mode="json")
+
+    def task(retries: int, redelivered: bool) -> SimpleNamespace:
+        info = {"redelivered": redelivered}
+        request = SimpleNamespace(id="fred-7", retries=retries, delivery_info=info)
+        return SimpleNamespace(request=request, retry=lambda **_: RuntimeError("retry"))
+
+    with pytest.raises(RuntimeError):
+        celery_app.ingest(task(0, False), body)  # type: ignore[arg-type]
+    assert attempts == [1] and counted == [], "a first delivery costs no round trip"
+    with pytest.raises(RuntimeError):
+        celery_app.ingest(task(0, True), body)  # type: ignore[arg-type]  # given back after a lost worker
+    celery_app.ingest(task(1, False), body)  # type: ignore[arg-type]  # the retry
+    assert attempts == [1, 2, 3] and counted == ["fred-7", "fred-7"]
+    assert d.pending("fred") == [] and d.redis.exists("tributary:attempts:fred-7") == 0
+    reset_settings()
+
+
+def test_a_task_is_claimed_and_pending_in_one_step_and_sent_without_a_result_to_wait_for(
+    redis_server: RedisServer,
+) -> None:
+    d = CeleryDispatcher(redis_server.url)
+    assert d.enqueue(payload("fred-5"), QUEUE) is True
+    assert d.pending("fred") == ["fred-5"]
+    d.finished("fred-5", "fred")
+    assert d.enqueue(payload("fred-5"), QUEUE) is False
+    assert d.enqueue_many([payload("fred-5")], QUEUE) == (0, 1)
+    assert d.pending("fred") == [], "a refused duplicate is not pending again"
+    (message,) = [json.loads(m) for m in d.redis.lrange("ingest-fred", 0, -1)]
+    assert message["headers"]["ignore_result"] is True
+    assert not d.app.backend.result_consumer.subscribed_to, "no result channel subscribed per task"

@@ -45,7 +45,10 @@ def ingest(task: Task, body: dict[str, Any], queue: dict[str, Any] | None = None
     config = QueueConfig(**queue) if queue else source.queue
     tid = task.request.id or task_id(payload.job_id, payload.part, payload.run)
     executor = dispatcher()
-    attempt = max(executor.delivered(tid), task.request.retries + 1)
+    attempt = 1
+    if task.request.retries or (task.request.delivery_info or {}).get("redelivered"):
+        # Not the first delivery (the Redis transport marks a task given back by a lost worker "redelivered").
+        attempt = max(executor.redelivered(tid), task.request.retries + 1)
     if attempt > config.max_attempts:
         return _give_up(payload, tid, attempt - 1)
     outcome = run_task(payload, Delivery(attempt=attempt, max_attempts=config.max_attempts, task_name=tid))
