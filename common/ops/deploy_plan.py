@@ -56,6 +56,7 @@ from common.ops.staging import (
     REPO,
     STAGE_IGNORE,
     STAGED_MODULES,
+    celery_warnings,
     requirements,
     stage,
 )
@@ -214,7 +215,7 @@ def build_plan(
         env["TRIBUTARY_TOPIC"] = s.topic
     if s.retention_days != defaults.retention_days:  # the expire_at the functions write (deploy.md)
         env["TRIBUTARY_RETENTION_DAYS"] = str(s.retention_days)
-    warnings = []
+    warnings = celery_warnings(s)
     if extra := s.extra_sources.strip():
         env["TRIBUTARY_EXTRA_SOURCES"] = extra
         for entry in filter(None, (e.strip() for e in extra.split(","))):
