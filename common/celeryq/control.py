@@ -5,8 +5,8 @@ Celery has no paused queue as Cloud Tasks has; what it offers, and what is done 
 - **pause** asks the running workers that consume ``ingest-<source>`` to stop (remote control
   ``cancel_consumer``), and records them in Redis (``tributary:paused:<source>``), which :func:`queue_states`
   reads. Tasks stay in Redis and enqueues go on. Its limits: a task a worker already reserved (one per process,
-  and retries waiting for their countdown) still runs, and **a worker started later consumes the queue again**
-  (its ``--queues`` / ``tributary worker --sources`` say what it consumes), until the queue is paused again;
+  and retries waiting for their countdown) still runs. A worker started while the queue is paused leaves it
+  alone too (:func:`adopt_pauses`, at its ``worker_ready``), as long as it runs Tributary's worker app;
 - **resume** asks those same workers to consume it again (``add_consumer``), not every worker: a worker
   started for other sources' queues keeps to them;
 - **purge** removes the messages waiting in the queue's Redis list, as Celery's ``purge -Q`` does, in one
@@ -110,6 +110,24 @@ def delete_job_tasks(d: CeleryDispatcher, job_id: str, queue: str, pending_key: 
     if gone:
         d.redis.srem(pending_key, *gone)
     return deleted
+
+
+def adopt_pauses(d: CeleryDispatcher, consumer: Any, queue_of: Any) -> list[str]:
+    """At a worker's start (Celery's ``worker_ready``): stop consuming the paused queues among those it consumes,
+    and record it with the workers the pause stopped, so that resume starts it again; returns those queues.
+
+    ``queue_of`` maps a source to its queue (``common.celeryq.queue_name``).
+    """
+    selected = consumer.app.amqp.queues.consume_from or consumer.app.amqp.queues
+    marks = map(bytes.decode, d.redis.scan_iter(match=paused_key("*")))
+    keys = {queue_of(key.removeprefix(paused_key(""))): key for key in marks}
+    paused = sorted(q for q in selected if q in keys)
+    for queue in paused:
+        consumer.call_soon(consumer.cancel_task_queue, queue)
+        before = d.redis.get(keys[queue])
+        hosts = set(json.loads(before)) if before is not None else set()
+        d.redis.set(keys[queue], json.dumps(sorted(hosts | {consumer.hostname})))
+    return paused
 
 
 def set_queue_state(d: CeleryDispatcher, source: str, action: QueueAction, queue: str, pending_key: str) -> None:

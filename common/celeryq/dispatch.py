@@ -183,7 +183,7 @@ class CeleryDispatcher:
 
     def set_queue_state(self, source: str, action: QueueAction) -> QueueState | None:
         """Pause or resume the workers' consumption of the source's queue, or purge it (``common.celeryq.control``
-        says what Celery cannot: a worker started later consumes a paused queue).
+        says what Celery cannot do as Cloud Tasks does).
 
         Raises:
             TransientError: Redis is unreachable.

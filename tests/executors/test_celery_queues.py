@@ -34,8 +34,9 @@ def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> bool:
 
 
 @pytest.fixture
-def worker(redis_server: RedisServer, tmp_path: Path) -> Iterator[Path]:
-    """One Celery worker consuming the probe's and fred's queues; yields the probe's fetch folder."""
+def start_worker(redis_server: RedisServer, tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """Start Celery workers (named ``<name>@<host>``) consuming the probe's and fred's queues; each call returns the
+    probe's fetch folder, and every worker is stopped at the end."""
     env = {
         **os.environ,
         "TRIBUTARY_PROFILE": "celery",
@@ -45,25 +46,40 @@ def worker(redis_server: RedisServer, tmp_path: Path) -> Iterator[Path]:
         "PYTHONPATH": str(REPO),
         "PROBE_DIR": str(tmp_path / "probe"),
     }
-    log = tmp_path / "worker.log"
-    log.touch()
-    ready = worker_ready(log)
-    with log.open("ab") as out:
-        proc = subprocess.Popen(celery_worker_command(1, QUEUES), stdout=out, stderr=subprocess.STDOUT, env=env,
-                                cwd=tmp_path, start_new_session=True)  # fmt: skip
-    try:
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(name: str) -> Path:
+        log = tmp_path / f"{name}.log"
+        log.touch()
+        ready = worker_ready(log)
+        with log.open("ab") as out:
+            argv = [*celery_worker_command(1, QUEUES), f"--hostname={name}@%h"]
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
+                                    start_new_session=True)  # fmt: skip
+        procs[name] = proc
         assert wait_for(lambda: ready() or proc.poll() is not None, 60) and proc.poll() is None, log.read_text()
-        yield tmp_path / "probe"
+        return tmp_path / "probe"
+
+    try:
+        yield start
     finally:
-        stop_groups({"worker": proc.pid})
-        proc.wait(timeout=10)
+        stop_groups({name: proc.pid for name, proc in procs.items()})
+        for proc in procs.values():
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def worker(start_worker: Callable[[str], Path]) -> Path:
+    return start_worker("one")
 
 
 def task(job_id: str) -> TaskPayload:
     return TaskPayload(job_id=job_id, source="probe", params={"run": job_id})
 
 
-def test_pause_purge_delete_and_resume_on_a_real_worker(redis_server: RedisServer, worker: Path) -> None:
+def test_pause_purge_delete_and_resume_on_a_real_worker(
+    redis_server: RedisServer, worker: Path, start_worker: Callable[[str], Path]
+) -> None:
     d = CeleryDispatcher(redis_server.url)
     assert isinstance(d, QueueControl), "the API's queue and cancel calls find the port"
     (host,) = consumers(d, "ingest-probe")
@@ -84,8 +100,12 @@ def test_pause_purge_delete_and_resume_on_a_real_worker(redis_server: RedisServe
     assert d.redis.llen("ingest-probe") == 0 and d.pending("probe") == []
     assert d.enqueue(task("probe-a"), Probe.queue) is False, "a purged id stays taken, as a Cloud Tasks name"
 
+    start_worker("two")  # a worker started while the queue is paused leaves it alone too
+    later = next(h for h in consumers(d, "ingest-fred") if h != host)
+    assert wait_for(lambda: consumers(d, "ingest-probe") == [], 10), consumers(d, "ingest-probe")
+
     assert d.enqueue(task("probe-c"), Probe.queue)
     resumed = d.set_queue_state("probe", "resume")
     assert resumed is not None and resumed.state == "RUNNING"
-    assert consumers(d, "ingest-probe") == [host]
+    assert wait_for(lambda: consumers(d, "ingest-probe") == sorted([host, later]), 10), "both consume it again"
     assert wait_for(lambda: d.redis.llen("ingest-probe") == 0), "the worker consumes the queue again"
