@@ -27,7 +27,9 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from common.celeryq import control
 from common.core.errors import TransientError
+from common.core.ports import QueueAction, QueueState
 from common.core.tasks import QueueConfig, TaskPayload, task_id
 from common.settings import Settings, settings
 
@@ -180,6 +182,36 @@ class CeleryDispatcher:
         """
         with _broker_errors(self.broker_url):
             return sorted(m.decode() for m in self.redis.smembers(_pending_key(source)))
+
+    # ---- the operator's queue controls (common.core.ports.QueueControl; common.celeryq.control) -------------
+    def delete_job_tasks(self, job_id: str, source: str) -> int:
+        """Remove the job's tasks still waiting in the source's queue; returns how many went.
+
+        Raises:
+            TransientError: Redis is unreachable.
+        """
+        with _broker_errors(self.broker_url):
+            return control.delete_job_tasks(self, job_id, queue_name(source), _pending_key(source))
+
+    def queue_states(self, sources: list[str]) -> list[QueueState]:
+        """Each source's queue: PAUSED once paused here, else RUNNING.
+
+        Raises:
+            TransientError: Redis is unreachable.
+        """
+        with _broker_errors(self.broker_url):
+            return control.queue_states(self, queue_name, sources)
+
+    def set_queue_state(self, source: str, action: QueueAction) -> QueueState | None:
+        """Pause or resume the workers' consumption of the source's queue, or purge it (``common.celeryq.control``
+        says what Celery cannot do as Cloud Tasks does).
+
+        Raises:
+            TransientError: Redis is unreachable.
+        """
+        with _broker_errors(self.broker_url):
+            control.set_queue_state(self, source, action, queue_name(source), _pending_key(source))
+        return self.queue_states([source])[0]
 
     # ---- what the worker tells it --------------------------------------------------------------------------
     def delivered(self, tid: str) -> int:

@@ -31,6 +31,11 @@ PUBLISH_ATTEMPTS = 2
 
 #: The ``status-push`` subscription's ack deadline, seconds (the local stack and the deploy plan both use it).
 ACK_DEADLINE = 60
+#: Deliveries of one message before Pub/Sub forwards it to the dead-letter topic (Pub/Sub allows 5 to 100). The
+#: status function acks poison events itself, so only outages and programming errors reach this. ``deploy.sh``
+#: sets it on ``status-push`` and ``load-push``; the local stack keeps it in the push target
+#: (``common.local.deliveries``), since the emulator loses dead letters of an ordered subscription.
+MAX_DELIVERY_ATTEMPTS = 10
 #: The push subscription delivers one job's events in order (the job id is the ordering key), so the status
 #: function's transactions of one job do not contend. Pub/Sub fixes this when the subscription is created;
 #: ``deploy.sh`` warns about an existing one without it.
@@ -45,8 +50,10 @@ def topic_path() -> str:
 def status_push_subscription(topic: str, push_endpoint: str) -> dict[str, Any]:
     """The local ``status-push`` subscription (a ``create_subscription`` request, without its name).
 
-    As ``deploy.sh`` creates it, with message ordering, but without a dead_letter_policy: the Pub/Sub
-    emulator never pushes to a subscription that has one (docs/google-quirks.md).
+    As ``deploy.sh`` creates it, with message ordering, but without a dead_letter_policy: on an ordered
+    subscription the Pub/Sub emulator stops pushing a message after its attempts but never forwards it, and
+    holds its ordering key for good (docs/google-quirks.md). The local push target keeps the policy instead
+    (``common.local.deliveries``).
     """
     return {
         "topic": topic,

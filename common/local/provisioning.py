@@ -34,8 +34,8 @@ def local_queue(queue: QueueConfig) -> QueueConfig:
 
 
 def load_subscription(topic: str, load_url: str | None) -> list[tuple[str, dict[str, Any]]]:
-    """The load function's push subscription: as the status one (no dead-letter policy locally, see
-    ``status_push_subscription``), on the same topic."""
+    """The load function's push subscription: as the status one (no dead-letter policy on the emulator: the
+    push target keeps it, see ``common.local.deliveries``), on the same topic."""
     if not load_url:
         return []
     path = names.subscription_path(names.LOAD_SUBSCRIPTION)

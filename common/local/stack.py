@@ -23,6 +23,7 @@ from common.gcp import clients, names
 from common.gcp.pubsub import status_push_subscription
 from common.gcp.secrets import env_name, local_file
 from common.local.celery_stack import celery_dispatch, start_redis, start_worker, worker_ready
+from common.local.deliveries import PUSHED
 from common.local.emulators.oidc import LocalSigner
 from common.local.ports import DEFAULT_PORTS, free_port, port_free
 from common.local.processes import (
@@ -65,6 +66,7 @@ __all__ = [  # the stack, and what its callers (tests, bench) have always import
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 STARTUP_TIMEOUT = 60.0
+SIGNATURES = {"api": "http", "ingest": "http", "status": "cloudevent", "load": "cloudevent"}  # Pub/Sub: cloudevent
 
 
 class Stack:
@@ -214,16 +216,11 @@ class Stack:
             progress("starting the functions (api, ingest, status, load)")
             ff = str(Path(sys.executable).parent / "functions-framework")
             auth = function_auth(self.config, os.environ)
-            for name, signature in (
-                ("api", "http"),
-                ("ingest", "http"),
-                ("status", "cloudevent"),
-                ("load", "cloudevent"),
-            ):
+            for name, signature in SIGNATURES.items():
                 argv = [
                     ff,
                     "--source",
-                    str(FUNCTIONS_DIR / f"{name}.py"),
+                    str(PUSHED if signature == "cloudevent" else FUNCTIONS_DIR / f"{name}.py"),  # pushes: bounded
                     "--target",
                     name,
                     "--signature-type",

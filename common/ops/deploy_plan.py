@@ -37,7 +37,7 @@ from typing import Any
 from common.gcp import names
 from common.gcp.firestore.codec import EXPIRE_AT, TTL_COLLECTION_GROUPS
 from common.gcp.firestore.indexes import INDEXES, JOB_FILTERS
-from common.gcp.pubsub import ACK_DEADLINE, MESSAGE_ORDERING
+from common.gcp.pubsub import ACK_DEADLINE, MAX_DELIVERY_ATTEMPTS, MESSAGE_ORDERING
 from common.gcp.secrets import env_name
 from common.ops.plan_model import (
     API_SIZE,
@@ -56,6 +56,7 @@ from common.ops.staging import (
     REPO,
     STAGE_IGNORE,
     STAGED_MODULES,
+    celery_warnings,
     requirements,
     stage,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "API_SIZE",
     "ENTRY_POINTS",
     "MAIN_PY",
+    "MAX_DELIVERY_ATTEMPTS",
     "MESSAGE_ORDERING",
     "PACKAGES",
     "REPO",
@@ -92,8 +94,6 @@ PREFIX = names.PREFIX
 NUMBER_PLACEHOLDER = "PROJECT_NUMBER"
 
 SUBSCRIPTION = names.STATUS_SUBSCRIPTION
-#: Pub/Sub allows 5 to 100; the status function acks poison events itself, so only outages reach this.
-MAX_DELIVERY_ATTEMPTS = 10
 
 #: The fields ``common.gcp.firestore.list_jobs`` filters on; every combination has its composite index
 #: (``common.gcp.firestore.indexes.INDEXES``: real Firestore refused source + status without one).
@@ -215,7 +215,7 @@ def build_plan(
         env["TRIBUTARY_TOPIC"] = s.topic
     if s.retention_days != defaults.retention_days:  # the expire_at the functions write (deploy.md)
         env["TRIBUTARY_RETENTION_DAYS"] = str(s.retention_days)
-    warnings = []
+    warnings = celery_warnings(s)
     if extra := s.extra_sources.strip():
         env["TRIBUTARY_EXTRA_SOURCES"] = extra
         for entry in filter(None, (e.strip() for e in extra.split(","))):

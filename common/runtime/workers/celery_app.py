@@ -14,10 +14,11 @@ import logging
 from typing import Any
 
 from celery import Task
+from celery.signals import worker_ready
 from kombu import Queue
 from pydantic import ValidationError
 
-from common.celeryq import TASK_NAME, backoff, celery_app, dispatcher, queue_name
+from common.celeryq import TASK_NAME, backoff, celery_app, control, dispatcher, queue_name
 from common.core.events import Event, EventData, EventType
 from common.core.tasks import QueueConfig, TaskPayload, task_id
 from common.runtime.ingest import Delivery, publish, run_task
@@ -72,6 +73,13 @@ def _give_up(payload: TaskPayload, tid: str, attempts: int) -> dict[str, Any]:
     publish(Event.make(EventType.failed, data, seq=f"{seq}.lost"))
     dispatcher().finished(tid, payload.source)
     return {"job_id": payload.job_id, "error": error}
+
+
+@worker_ready.connect(dispatch_uid="tributary.keep_paused")
+def keep_paused(sender: Any = None, **_: Any) -> None:
+    """A worker started while ``tributary queues pause`` holds a source's queue does not consume it either."""
+    for queue in control.adopt_pauses(dispatcher(), sender, queue_name):
+        log.warning("queue %s is paused (`tributary queues resume` starts it): not consuming it", queue)
 
 
 def make_app(s: Settings | None = None) -> Any:

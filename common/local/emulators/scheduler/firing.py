@@ -133,6 +133,8 @@ class Firing:
         while not done.wait(timeout=0.25):
             if self._stopping.is_set():
                 return None, "CANCELLED: the emulator stopped during the attempt"
+        if result[0][0] is None and self._stopping.is_set():  # the stop closed the connection under the request
+            return None, "CANCELLED: the emulator stopped during the attempt"
         return result[0]
 
     def _send(self, event: Event) -> tuple[int | None, str | None]:
