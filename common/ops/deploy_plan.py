@@ -16,6 +16,7 @@ The shell format is one record per line, fields separated by tabs, ``-`` for an 
     secret    OWNER     NAME   ENV_VAR  ACCOUNT            (OWNER: a source, or "api" for the API keys)
     index     COLLECTION  FIELDS                (FIELDS: field:ascending|descending,...)
     ttl       COLLECTION_GROUP  FIELD           (a TTL policy: documents are deleted after FIELD's time)
+    unindexed COLLECTION_GROUP  FIELD           (a field no query reads: no single-field index on it)
     schedule  SOURCE    CRON   TIME_ZONE
 
 Only secret *names* ever appear: values stay in Secret Manager, and the functions receive them as
@@ -36,6 +37,7 @@ from typing import Any
 
 from common.gcp import names
 from common.gcp.firestore.codec import EXPIRE_AT, TTL_COLLECTION_GROUPS
+from common.gcp.firestore.markers import UNINDEXED
 from common.gcp.firestore.indexes import INDEXES, JOB_FILTERS
 from common.gcp.pubsub import ACK_DEADLINE, MAX_DELIVERY_ATTEMPTS, MESSAGE_ORDERING
 from common.gcp.secrets import env_name
@@ -360,6 +362,7 @@ def build_plan(
         schedules=schedules,
         indexes=indexes,
         ttls=[(group, EXPIRE_AT) for group in TTL_COLLECTION_GROUPS],
+        unindexed=list(UNINDEXED),
         warnings=warnings,
     )
 

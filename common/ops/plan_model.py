@@ -88,6 +88,8 @@ class Plan:
     indexes: list[tuple[str, str]] = field(default_factory=list)
     #: Firestore TTL policies: (collection group, timestamp field whose time deletes the document).
     ttls: list[tuple[str, str]] = field(default_factory=list)
+    #: Firestore single-field index exemptions: (collection group, field never queried, whose entries go unindexed).
+    unindexed: list[tuple[str, str]] = field(default_factory=list)
     #: Things that will not stop the deploy but may break the deployed functions.
     warnings: list[str] = field(default_factory=list)
 
@@ -132,6 +134,8 @@ class Plan:
             yield ("index", collection, fields)
         for group, ttl_field in self.ttls:
             yield ("ttl", group, ttl_field)
+        for group, map_field in self.unindexed:
+            yield ("unindexed", group, map_field)
         for source, cron, zone in self.schedules:
             yield ("schedule", source, cron, zone)
 

@@ -1,5 +1,6 @@
-"""The deploy plan and deploy.sh set a TTL policy on expire_at for jobs, event markers and parts, and carry a
-non-default retention to the functions (checked through --dry-run: gcloud never runs here)."""
+"""The deploy plan and deploy.sh set a TTL policy on expire_at for jobs, event markers and parts, exempt the job
+document's maps from indexing, and carry a non-default retention to the functions (checked through --dry-run:
+gcloud never runs here)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def test_a_retention_setting_travels_with_the_functions(monkeypatch: pytest.Monk
     assert {fn.env.get("TRIBUTARY_RETENTION_DAYS") for fn in plan.functions} == {"30"}
 
 
-def test_deploy_sh_enables_the_ttl_policies(tmp_path: Path) -> None:
+def test_deploy_sh_enables_the_ttl_policies_and_exempts_the_marker_maps(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIBUTARY_")}
     stub = tmp_path / "gcloud"
     stub.write_text("#!/bin/sh\nexit 97\n")  # never called in --dry-run
@@ -49,3 +50,7 @@ def test_deploy_sh_enables_the_ttl_policies(tmp_path: Path) -> None:
     assert [line.split("--collection-group=")[1].split()[0] for line in ttl] == ["jobs", "events", "parts"]
     assert all(line.startswith("+ gcloud firestore fields ttls update expire_at ") for line in ttl)
     assert all("--enable-ttl" in line and "--project=p-ttl" in line for line in ttl)
+    noix = [line for line in done.stdout.splitlines() if "firestore indexes fields update" in line]
+    exempt = [(line.split("--collection-group=")[1].split()[0], line.split()[6]) for line in noix]
+    assert exempt == [("jobs", "events"), ("jobs", "loads"), ("parts", "markers")]
+    assert all("--disable-indexes" in line and "--project=p-ttl" in line for line in noix)

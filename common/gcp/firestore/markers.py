@@ -22,7 +22,7 @@ from common.core.ports import MAX_TIMELINE
 from common.core.warehouse import summarize_loads
 from common.gcp.firestore.codec import EXPIRE_AT, expire_at, from_firestore, timestamp, to_firestore
 from common.gcp.firestore.query import bounded_call
-from common.gcp.names import EVENTS, PARTS
+from common.gcp.names import EVENTS, JOBS, PARTS
 
 #: The job document's map of applied events: event id → marker (``Event.marker``, the console's timeline).
 EVENTS_FIELD = "events"
@@ -57,6 +57,11 @@ def applied(data: dict[str, Any], event: Event) -> bool:
 
 #: A part document's map of its applied events (each attempt of the part that reported): event id → marker.
 PART_EVENTS_FIELD = "markers"
+
+
+#: Map fields no query reads: deploy.sh exempts them from single-field indexing, or every marker and report would
+#: add index entries to each write (slower writes, and a document has at most 40,000 of them).
+UNINDEXED = ((JOBS, EVENTS_FIELD), (JOBS, LOADS_FIELD), (PARTS, PART_EVENTS_FIELD))
 
 
 def part_applied(part: dict[str, Any], event: Event) -> bool:
