@@ -37,8 +37,8 @@ from typing import Any
 
 from common.gcp import names
 from common.gcp.firestore.codec import EXPIRE_AT, TTL_COLLECTION_GROUPS
-from common.gcp.firestore.markers import UNINDEXED
 from common.gcp.firestore.indexes import INDEXES, JOB_FILTERS
+from common.gcp.firestore.markers import UNINDEXED
 from common.gcp.pubsub import ACK_DEADLINE, MAX_DELIVERY_ATTEMPTS, MESSAGE_ORDERING
 from common.gcp.secrets import env_name
 from common.ops.plan_model import (
