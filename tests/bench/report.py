@@ -102,7 +102,7 @@ def markdown(sections: list[Section], info: dict[str, str], total_seconds: float
     summary = f"**{len(met)} of {len(met) + len(missed)} goals met.**"
     if missed:
         summary += " Not met: " + "; ".join(
-            f"{r.id} {r.measure} ({r.ratio.split(' [')[0]}, goal {r.goal})" for r in missed
+            f"{r.id} {r.measure} ({(r.ratio or r.ours).split(' [')[0]}, goal {r.goal})" for r in missed
         )
     out = [
         "# Benchmarks",
