@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -128,4 +129,5 @@ def celery_worker_command(concurrency: int = 2, queues: list[str] | None = None)
     (``tributary worker`` runs the same), prefork, consuming ``queues`` (default: every source's)."""
     argv = [sys.executable, "-m", "celery", "-A", "common.runtime.workers.celery_app", "worker", "--pool=prefork"]
     argv += [f"--concurrency={concurrency}", "--loglevel=INFO", "--without-gossip", "--without-mingle"]
+    argv += [f"--hostname=tributary-{uuid.uuid4().hex[:8]}@%h"]  # unique: queue controls address workers by name
     return argv + ([f"--queues={','.join(queues)}"] if queues else [])

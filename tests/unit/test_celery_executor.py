@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -69,4 +70,5 @@ def test_the_worker_consumes_one_queue_per_source_with_prefork() -> None:
     assert task.acks_late and task.reject_on_worker_lost
     argv = worker_argv(concurrency=3, sources=["fred", "gdelt"])
     assert "--pool=prefork" in argv and "--concurrency=3" in argv and "--queues=ingest-fred,ingest-gdelt" in argv
+    assert f"--hostname=tributary-{os.getpid()}@%h" in argv, "a name of its own (queue controls address workers)"
     assert {q.name for q in app.conf.task_queues} >= {"ingest-fred", "ingest-gdelt"}

@@ -11,6 +11,7 @@ its worker was lost counts as an attempt; past ``max_attempts`` it fails without
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from celery import Task
@@ -102,7 +103,9 @@ def worker_argv(*, concurrency: int, sources: list[str] | None = None, loglevel:
         f"--loglevel={loglevel}",
         "--without-gossip",
         "--without-mingle",
-        "--hostname=tributary@%h",
+        # Unique per worker: Celery's queue controls (pause, resume) address workers by name, and two workers
+        # of one host named alike would be taken for one.
+        f"--hostname=tributary-{os.getpid()}@%h",
     ]
 
 
