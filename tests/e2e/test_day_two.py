@@ -88,10 +88,10 @@ def test_day_two_retry_cancel_queues_and_a_secret_set_while_the_stack_runs(stack
     conflict = CliRunner().invoke(app, ["jobs", "cancel", queued["job_id"]])
     assert conflict.exit_code == 1 and "409 job_not_cancellable" in conflict.output
 
-    # 5. A running multi-part job cancelled: each part's upstream answers after 4 s, so however loaded the
-    # machine, the job is still running when the cancel comes, with parts still queued.
+    # 5. A running multi-part job cancelled: each part's upstream answers after 20 s (until the faults are
+    # removed), so however loaded the machine, the job is still running when the cancel comes.
     replay = stack.endpoints["replay_url"]
-    slow = {"path": "/fred/series/observations", "mode": "slow", "delay": 4, "times": 4}
+    slow = {"path": "/fred/series/observations", "mode": "slow", "delay": 20}
     httpx.post(f"{replay}/_replay/faults", json=[slow]).raise_for_status()
     series = ["DFF", "DGS10", "GDP", "UNRATE"]
     running_id = api.post("/v1/jobs", json={"source": "fred", "params": {"series": series}}).json()["job_id"]
@@ -105,4 +105,5 @@ def test_day_two_retry_cancel_queues_and_a_secret_set_while_the_stack_runs(stack
     job = api.get(f"/v1/jobs/{running_id}").json()
     assert (job["status"], job["records"]) == ("cancelled", 0), job
     assert after == hits, "no part started after the cancel"
+    httpx.delete(f"{replay}/_replay/faults").raise_for_status()
     api.close()
