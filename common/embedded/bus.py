@@ -49,14 +49,15 @@ class EmbeddedBus:
             TransientError: the event could be neither applied nor stored (the task is retried and publishes it
                 again).
         """
+        body = event.to_bytes()
         if not self._backlog():
             try:
-                self.consumer(event.to_bytes(), event.id)
+                self.consumer(body, event.id)
                 return event.id
             except TransientError as exc:
                 log.warning("event %s not applied yet (kept): %s", event.id, exc)
         with self.db.write() as c:
-            c.execute("INSERT OR IGNORE INTO outbox (event_id, body) VALUES (?, ?)", (event.id, event.to_bytes()))
+            c.execute("INSERT OR IGNORE INTO outbox (event_id, body) VALUES (?, ?)", (event.id, body))
         self.drain()
         return event.id
 
